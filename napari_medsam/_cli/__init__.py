@@ -1,0 +1,1 @@
+"""Subcommands of the ``napari-medsam`` command line (one module each)."""
