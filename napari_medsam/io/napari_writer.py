@@ -1,0 +1,72 @@
+"""npe2 writer: a napari labels layer saved as NIfTI on its source image's grid.
+
+Imports neither napari nor Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from napari_medsam.io.nifti import NiftiError, metadata_for_display_grid, save_labels_nifti
+
+__all__ = ["write_labels"]
+
+logger = logging.getLogger(__name__)
+
+_GRID_KEYS = ("affine_ras", "ornt", "file_shape")
+
+
+def _as_array(data: Any) -> np.ndarray:
+    # Multiscale labels arrive as a list of levels; level 0 is full resolution.
+    if isinstance(data, list | tuple):
+        if not data:
+            raise NiftiError("labels layer has no data")
+        data = data[0]
+    return np.asarray(data)
+
+
+def write_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
+    """npe2 single-layer writer for labels.
+
+    Parameters
+    ----------
+    path : str
+        Output ``.nii`` or ``.nii.gz``.
+    data : (Z, Y, X) integer array
+        The labels layer's data, display orientation.
+    meta : mapping
+        The layer's attributes. ``meta["metadata"]`` should hold the source grid (as set
+        by the reader, sample data, or a labels layer made from such an image). Without
+        it, the file gets a diagonal affine from ``meta["scale"]`` (z, y, x in mm), laid
+        out so that it reopens aligned with the display, and a warning is logged.
+
+    Returns
+    -------
+    list of str
+        ``[path]``.
+    """
+    labels_zyx = _as_array(data)
+    if labels_zyx.ndim != 3:
+        raise NiftiError(f"only 3D labels can be saved as NIfTI, got shape {labels_zyx.shape}")
+    layer_meta = meta.get("metadata") or {}
+    if all(k in layer_meta for k in _GRID_KEYS):
+        grid = layer_meta
+    else:
+        scale = meta.get("scale")
+        spacing = tuple(float(s) for s in scale) if scale is not None else (1.0, 1.0, 1.0)
+        if len(spacing) != 3:
+            raise NiftiError(f"labels layer scale {spacing} is not 3D")
+        logger.warning(
+            "labels layer %r has no source image grid in its metadata; writing %s with a "
+            "diagonal affine from its scale %s mm",
+            meta.get("name", "?"),
+            path,
+            spacing,
+        )
+        grid = metadata_for_display_grid(labels_zyx.shape, spacing)
+    written = save_labels_nifti(labels_zyx, path, grid)
+    return [str(written)]
