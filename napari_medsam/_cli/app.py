@@ -1,0 +1,76 @@
+"""``napari-medsam`` (no subcommand) and ``napari-medsam open SCAN``: the napari app.
+
+Opens napari with the MedSAM widget docked, and either the synthetic CT
+phantom sample or the given scan (read by this plugin's NIfTI reader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PLUGIN = "napari-medsam"
+WIDGET_NAME = "MedSAM segmentation"
+SAMPLE_KEY = "ct_phantom"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``open SCAN``."""
+    parser = subparsers.add_parser(
+        "open",
+        help="open a scan in napari with the MedSAM widget",
+        description="Open a NIfTI scan (.nii / .nii.gz) in napari with the MedSAM widget docked.",
+    )
+    parser.add_argument("scan", type=Path, help="NIfTI file (.nii or .nii.gz)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_app(args.scan)
+
+
+def build_viewer(path: str | Path | None = None, viewer=None):
+    """Open the scan (or the phantom) in a viewer and dock the MedSAM widget.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        NIfTI scan to open with this plugin's reader; None opens the phantom sample.
+    viewer : napari.Viewer, optional
+        Viewer to use; by default a new one is created.
+
+    Returns
+    -------
+    tuple
+        ``(viewer, widget)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist (checked before any window opens).
+    """
+    if path is not None and not Path(path).exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if viewer is None:
+        import napari
+
+        viewer = napari.Viewer(title="napari-medsam")
+    if path is None:
+        viewer.open_sample(PLUGIN, SAMPLE_KEY)
+    else:
+        viewer.open(str(path), plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET_NAME)
+    return viewer, widget
+
+
+def run_app(path: str | Path | None = None) -> int:
+    """Run napari with the MedSAM widget until the window closes; returns 0."""
+    import napari
+
+    build_viewer(path)
+    napari.run()
+    return 0

@@ -1,0 +1,66 @@
+"""Menu commands of the plugin (``Plugins > MedSAM interactive segmentation``).
+
+napari runs npe2 command contributions through app-model, which injects the
+arguments it can provide by type annotation: ``viewer: napari.viewer.Viewer``
+receives the current viewer. The annotation is kept unquoted (no postponed
+evaluation in this module) so that it resolves to the real class.
+"""
+
+import logging
+from pathlib import Path
+
+import napari.viewer
+
+logger = logging.getLogger(__name__)
+
+PLUGIN = "napari-medsam"
+WIDGET_NAME = "MedSAM segmentation"
+CHECKPOINT_FILTER = "PyTorch checkpoints (*.pth *.pt *.ckpt *.bin);;All files (*)"
+
+
+def find_widget(viewer, create: bool = True):
+    """The docked :class:`~napari_medsam._widget.MedSamWidget` (docking one if asked)."""
+    from napari_medsam._widget import MedSamWidget
+
+    for widget in viewer.window.dock_widgets.values():
+        if isinstance(widget, MedSamWidget):
+            return widget
+    if not create:
+        return None
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET_NAME)
+    return widget
+
+
+def ask_checkpoint_path(parent=None) -> str | None:
+    """Ask for a checkpoint file with a file dialog; None if cancelled."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getOpenFileName(
+        parent, "Load SAM / LiteMedSAM / Med-SA checkpoint", str(Path.home()), CHECKPOINT_FILTER
+    )
+    return path or None
+
+
+def load_checkpoint(viewer: napari.viewer.Viewer, path: str | None = None):
+    """Load a model checkpoint into the MedSAM widget, off the GUI thread.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Injected by napari when run from the Plugins menu.
+    path : str, optional
+        Checkpoint file; None opens a file dialog. A wrong, corrupt or pickled
+        file gives an error notification and the current model stays in use.
+
+    Returns
+    -------
+    int or None
+        Job id of the load on the widget's model runner; None if cancelled.
+    """
+    if path is None:
+        path = ask_checkpoint_path()
+        if path is None:
+            return None
+    widget = find_widget(viewer)
+    logger.info("loading checkpoint %s", path)
+    return widget.load_checkpoint(path)

@@ -1,0 +1,398 @@
+"""The MedSAM dock widget: turns layer events into jobs, paints results.
+
+Thin by design: prompt geometry and painting live in ``_widget_layers``, the
+controls in ``_widget_controls``, threading in ``_workers`` and the work in
+``tasks``. Layers change only here, on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+from napari.utils.events import Event
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from napari_medsam import _widget_images as wi
+from napari_medsam import _widget_layers as wl
+from napari_medsam._widget_controls import CURRENT_DISPLAY, Controls, window_for_preset
+from napari_medsam._workers import JobRunner
+from napari_medsam.model.protocol import Engine
+from napari_medsam.tasks.engine_holder import EngineHolder
+from napari_medsam.tasks.jobs import EngineLoaded, embed_job, load_job, segment_job
+from napari_medsam.types import Progress, SliceMask
+
+logger = logging.getLogger(__name__)
+
+EMBED_AROUND = 20  # slices "Embed nearby slices" precomputes around the current one
+
+
+class MedSamWidget(QWidget):
+    """Dock widget for click and box segmentation of a 3D image layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer (napari injects it).
+    engine : Engine, optional
+        Engine to use instead of loading the bundled LiteMedSAM on first use.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, engine: Engine | None = None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.holder = EngineHolder(engine)
+        self.segment_runner = JobRunner("segment", self)
+        self.model_runner = JobRunner("model", self)
+        self.image = None  # the napari Image layer being segmented
+        self.labels = None
+        self._logits: dict[tuple[int, int], np.ndarray] = {}  # (label, z) -> low-res logits
+        self._submitted_at: dict[int, tuple[float, bool]] = {}  # job -> (time, loads model)
+        self._ignore_layer_events = False
+        self.last_latency_ms: float | None = None
+        self._preset_limits: tuple[float, float] | None = None
+        self._removed_zs: set[int] = set()
+
+        self.controls = Controls(self)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.controls)
+        layout.addStretch(1)
+        self._connect()
+        self._refresh_image_choices()
+        self._update_status()
+
+    # ------------------------------------------------------------------ wiring
+    def _connect(self) -> None:
+        c = self.controls
+        c.image_combo.currentIndexChanged.connect(self._on_image_choice_changed)
+        c.window_combo.currentTextChanged.connect(self._on_window_preset_changed)
+        c.device_combo.currentTextChanged.connect(self._on_device_changed)
+        c.negative_check.toggled.connect(self._on_negative_toggled)
+        c.commit_button.clicked.connect(self.commit_object)
+        c.embed_button.clicked.connect(self.embed_nearby)
+        c.load_button.clicked.connect(self._on_load_clicked)
+        c.label_spin.valueChanged.connect(self._on_label_changed)
+        for runner in (self.segment_runner, self.model_runner):
+            runner.progress.connect(self._on_progress)
+            runner.finished.connect(self._on_job_finished)
+        self.segment_runner.failed.connect(self._on_segment_failed)
+        self.model_runner.failed.connect(self._on_load_failed)
+        self.segment_runner.result.connect(self._on_slice_mask)
+        self.model_runner.result.connect(self._on_engine_loaded)
+        events = self.viewer.layers.events
+        events.inserted.connect(self._refresh_image_choices)
+        events.removed.connect(self._on_layer_removed)
+
+    # ---------------------------------------------------------------- engine
+    @property
+    def engine(self) -> Engine | None:
+        """The engine in use (None until the bundled model was loaded)."""
+        return self.holder.engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self.holder.set_engine(engine)
+        self._logits.clear()
+        self._update_status()
+
+    def load_checkpoint(self, path: str | Path | None) -> int:
+        """Load a checkpoint on the worker; on failure the current model stays.
+
+        Returns the job id of the load.
+        """
+        checkpoint = None if path is None else str(path)
+        what = Path(checkpoint).name if checkpoint else "bundled LiteMedSAM"
+        device = self.controls.device_combo.currentText()
+        return self.model_runner.submit(load_job(self.holder, checkpoint, device, what))
+
+    def _on_load_clicked(self) -> None:
+        from napari_medsam._commands import ask_checkpoint_path
+
+        path = ask_checkpoint_path(self)
+        if path is not None:
+            self.load_checkpoint(path)
+
+    # ---------------------------------------------------------- image choice
+    def _refresh_image_choices(self, event: Event | None = None) -> None:
+        combo = self.controls.image_combo
+        names = wi.image_layer_names(self.viewer)
+        current = self.image.name if self.image is not None else combo.currentText()
+        choice = wi.default_image_name(self.viewer, names, current)
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        if choice is not None:
+            combo.setCurrentIndex(names.index(choice))
+        combo.blockSignals(False)
+        if self.image is None or choice != self.image.name:
+            self._on_image_choice_changed()
+
+    def _on_layer_removed(self, event: Event) -> None:
+        if self.image is not None and event.value == self.image:
+            self.image = None
+            self.labels = None
+        elif self.labels is not None and event.value == self.labels:
+            self.labels = None
+        self._refresh_image_choices()
+
+    def _on_image_choice_changed(self, index: int | None = None) -> None:
+        self.segment_runner.cancel()
+        name = self.controls.image_combo.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        self.image, self.labels = None, None
+        self._logits.clear()
+        reason = wi.unsupported_reason(layer)
+        self.controls.set_message(reason or "")
+        if reason is not None:
+            return  # nothing is set up, so no prompt can start a job
+        self.image = layer
+        self._setup_layers()
+        self.controls.select_default_window(self.image)
+        layer.events.contrast_limits.connect(self._on_contrast_limits_changed)
+
+    def _setup_layers(self) -> None:
+        image = self.image
+        self._ignore_layer_events = True
+        try:
+            self.labels = wl.ensure_labels_layer(self.viewer, image)
+            boxes = wl.ensure_boxes_layer(self.viewer, image)
+            clicks = wl.ensure_clicks_layer(self.viewer, image)
+        finally:
+            self._ignore_layer_events = False
+        for layer in (clicks, boxes):
+            layer.events.data.connect(self._on_prompt_data)  # connect() ignores repeats
+            layer.bind_key("n", self._toggle_negative_key, overwrite=True)
+            layer.bind_key("Enter", self._commit_key, overwrite=True)
+        if self._on_clicks_press not in clicks.mouse_drag_callbacks:
+            clicks.mouse_drag_callbacks.insert(0, self._on_clicks_press)
+        self._on_negative_toggled(self.controls.negative_check.isChecked())
+        boxes.mode = "add_rectangle"
+        clicks.mode = "add"
+        self.viewer.layers.selection.active = clicks
+
+    def _clicks(self):
+        return wl.find_layer(self.viewer, wl.CLICKS_NAME, wl.Points)
+
+    def _boxes(self):
+        return wl.find_layer(self.viewer, wl.BOXES_NAME, wl.Shapes)
+
+    # --------------------------------------------------------------- window
+    def _on_window_preset_changed(self, preset: str) -> None:
+        if self.image is None or not preset:
+            return
+        window = window_for_preset(preset, self.image)
+        if window is not None:
+            self._preset_limits = (float(window.lo), float(window.hi))
+            self.image.contrast_limits = self._preset_limits
+
+    def _on_contrast_limits_changed(self, event: Event | None = None) -> None:
+        # the user moved the sliders away from the preset: say what the model sees
+        limits = tuple(float(v) for v in self.image.contrast_limits)
+        combo = self.controls.window_combo
+        if combo.currentText() != CURRENT_DISPLAY and limits != self._preset_limits:
+            combo.blockSignals(True)
+            combo.setCurrentText(CURRENT_DISPLAY)
+            combo.blockSignals(False)
+
+    def current_window(self):
+        """The model's window: exactly the image layer's current contrast limits."""
+        from napari_medsam.prompts.intensity import IntensityWindow
+
+        lo, hi = (float(v) for v in self.image.contrast_limits)
+        return IntensityWindow(lo, hi)
+
+    def _volume_key(self) -> tuple:
+        return (getattr(self.image, "unique_id", id(self.image)), id(self.image.data))
+
+    # -------------------------------------------------------------- prompts
+    def _on_negative_toggled(self, negative: bool) -> None:
+        clicks = self._clicks()
+        if clicks is not None:
+            clicks.feature_defaults["positive"] = not negative
+        self.controls.show_click_mode(negative)
+
+    def _toggle_negative_key(self, layer=None) -> None:
+        check = self.controls.negative_check
+        check.setChecked(not check.isChecked())
+
+    def _commit_key(self, layer=None) -> None:
+        self.commit_object()
+
+    def _on_clicks_press(self, layer, event):
+        # Shift held while clicking flips the sign of this one click
+        negative = self.controls.negative_check.isChecked() != ("Shift" in event.modifiers)
+        layer.feature_defaults["positive"] = not negative
+
+    def _on_prompt_data(self, event: Event) -> None:
+        if self._ignore_layer_events or self.image is None:
+            return
+        action, layer = getattr(event, "action", None), event.source
+        if action == "removing":  # the data is still there: note the slices
+            self._removed_zs = wl.prompt_slices(layer, event.data_indices, self.image)
+        elif action == "removed":
+            for z in sorted(self._removed_zs):
+                self._resegment_after_removal(z)
+            self._removed_zs = set()
+        if action != "added":
+            return
+        if isinstance(layer, wl.Points):
+            zyx = wl.to_image_zyx(layer, layer.data[-1], self.image)[0]
+            if not wl.inside_volume(zyx, self.image.data.shape):
+                show_warning("MedSAM: that click is outside the volume; ignored.")
+                self._remove_last(layer)
+                return
+            z = int(np.round(zyx[0]))
+        else:
+            found = wl.box_zyx(layer, len(layer.data) - 1, self.image)
+            if found is None:
+                show_warning("MedSAM: that box is outside the volume; ignored.")
+                self._remove_last(layer)
+                return
+            z = found[0]
+        self.segment(z)
+
+    def _resegment_after_removal(self, z: int) -> None:
+        """A click or box on slice ``z`` was deleted: segment again from what is left."""
+        label = self.controls.label_spin.value()
+        self._logits.pop((label, z), None)  # they remember the deleted prompt
+        if self.segment(z) is None and self.labels is not None:
+            # no prompt left on the slice: the object has no voxels there any more
+            self.segment_runner.cancel()
+            empty = np.zeros(self.image.data.shape[1:], dtype=bool)
+            wl.paint_slice_mask(self.labels, z, label, empty)
+
+    def _remove_last(self, layer) -> None:
+        self._ignore_layer_events = True
+        try:
+            layer.selected_data = {len(layer.data) - 1}
+            layer.remove_selected()
+        finally:
+            self._ignore_layer_events = False
+
+    # -------------------------------------------------------------- jobs
+    def segment(self, z: int) -> int | None:
+        """Segment the current object on slice ``z`` from the prompts on it.
+
+        Returns the job id, or None when nothing was submitted.
+        """
+        if self.image is None:
+            show_warning("MedSAM: choose a 3D image layer first.")
+            return None
+        if self.labels is None or self.labels not in self.viewer.layers:
+            self._setup_layers()
+        label = self.controls.label_spin.value()
+        prompt = wl.build_slice_prompt(
+            self._clicks(), self._boxes(), self.image, z, self._logits.get((label, z))
+        )
+        if prompt.is_empty:
+            return None
+        task = segment_job(
+            self.holder,
+            self.image.data,
+            self.current_window(),
+            z,
+            prompt,
+            label,
+            self._volume_key(),
+        )
+        job_id = self.segment_runner.submit(task)
+        self._submitted_at[job_id] = (time.perf_counter(), self.engine is None)
+        return job_id
+
+    def embed_nearby(self) -> int | None:
+        """Precompute embeddings of ~20 slices around the current one (progress bar)."""
+        if self.image is None:
+            return None
+        z = int(np.round(self.image.world_to_data(self.viewer.dims.point)[0]))
+        zs = range(z - EMBED_AROUND // 2, z + EMBED_AROUND // 2)
+        task = embed_job(
+            self.holder, self.image.data, self.current_window(), zs, self._volume_key()
+        )
+        return self.segment_runner.submit(task)
+
+    def _on_slice_mask(self, result: SliceMask) -> None:
+        if not self.segment_runner.is_current(result.job_id) or self.labels is None:
+            return  # superseded while queued: never paint
+        wl.paint_slice_mask(self.labels, result.z, result.label, result.mask_yx)
+        if result.logits_lowres is not None:
+            self._logits[(result.label, result.z)] = result.logits_lowres
+        message = f"slice {result.z}: {int(result.mask_yx.sum())} px, score {result.score:.2f}"
+        submitted = self._submitted_at.pop(result.job_id, None)
+        if submitted is not None:
+            started, with_load = submitted
+            self.last_latency_ms = (time.perf_counter() - started) * 1000.0
+            message += f", {self.last_latency_ms:.0f} ms" + (
+                " with model load" if with_load else ""
+            )
+        self._update_status(message)
+
+    def _on_engine_loaded(self, loaded: EngineLoaded) -> None:
+        self._logits.clear()
+        self.controls.set_model_name(loaded.engine.name, loaded.checkpoint)
+        show_info(f"MedSAM: loaded {loaded.engine.name}")
+        self._update_status("model loaded")
+
+    def _on_progress(self, progress: Progress) -> None:
+        self.controls.show_progress(progress)
+        self._update_status(progress.message)
+
+    def _on_segment_failed(self, job_id: int, exc: object) -> None:
+        self.controls.hide_progress()
+        show_error(f"MedSAM: segmentation failed: {exc}")
+        self._update_status("error")
+
+    def _on_load_failed(self, job_id: int, exc: object) -> None:
+        self.controls.hide_progress()
+        show_error(f"MedSAM: could not load the checkpoint: {exc}. Keeping {self._model_text()}.")
+        self._update_status("checkpoint not loaded")
+
+    def _on_job_finished(self, job_id: int) -> None:
+        if not (self.segment_runner.busy or self.model_runner.busy):
+            self.controls.hide_progress()
+        if self.engine is not None:
+            self.controls.set_model_name(self.engine.name, self.holder.checkpoint)
+
+    def _model_text(self) -> str:
+        engine = self.engine
+        return "the current model" if engine is None else engine.name
+
+    def _update_status(self, message: str = "") -> None:
+        text = self.holder.describe()
+        self.controls.status_label.setText(f"{text} · {message}" if message else text)
+
+    # ------------------------------------------------------------ objects
+    def _on_label_changed(self, value: int) -> None:
+        self._logits = {k: v for k, v in self._logits.items() if k[0] == value}
+
+    def _on_device_changed(self, device: str) -> None:
+        if not device or device == self.holder.device:
+            return
+        self.holder.device = device
+        if self.engine is not None and hasattr(self.engine, "device"):
+            self.load_checkpoint(self.holder.checkpoint)
+
+    def commit_object(self) -> None:
+        """Finish the current object: clear the prompts, move to the next free label id."""
+        self.segment_runner.cancel()
+        self._ignore_layer_events = True
+        try:
+            clicks, boxes = self._clicks(), self._boxes()
+            if clicks is not None:
+                clicks.data = np.zeros((0, 3))
+            if boxes is not None and len(boxes.data):
+                boxes.data = []
+        finally:
+            self._ignore_layer_events = False
+        self._logits.clear()
+        if self.labels is not None:
+            self.controls.label_spin.setValue(wl.next_free_label(self.labels))
+        self._update_status(f"next object: label {self.controls.label_spin.value()}")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.segment_runner.cancel()
+        self.model_runner.cancel()
+        super().closeEvent(event)

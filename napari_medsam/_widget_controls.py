@@ -1,0 +1,168 @@
+"""The controls of the MedSAM dock widget (Qt only; no behaviour beyond display)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_medsam.types import Progress
+
+logger = logging.getLogger(__name__)
+
+MR_AUTO = "MR auto"
+CURRENT_DISPLAY = "current display"
+HELP_TEXT = (
+    "<b>Click</b> on the <i>clicks</i> layer: positive (green). "
+    "<b>Shift+click</b>, or tick <i>Negative clicks</i> (key <b>N</b>): negative (red).<br>"
+    "<b>Box</b>: select the <i>boxes</i> layer and drag a rectangle.<br>"
+    "Each click or box segments the current object on that slice. "
+    "<b>Enter</b> (or <i>Commit object</i>) finishes it; the next object gets the next id. "
+    "Ctrl+Z on the labels layer undoes a paint."
+)
+
+
+def window_presets() -> list[str]:
+    """Names offered in the window combo, in order."""
+    from napari_medsam.prompts.intensity import WINDOW_PRESETS
+
+    return [*WINDOW_PRESETS, MR_AUTO, CURRENT_DISPLAY]
+
+
+def window_for_preset(preset: str, image):
+    """The IntensityWindow of ``preset`` for ``image``; None for "current display"."""
+    from napari_medsam.prompts import intensity
+
+    if preset == CURRENT_DISPLAY:
+        return None
+    if preset == MR_AUTO:
+        return intensity.mr_window(image.data)
+    level, width = intensity.WINDOW_PRESETS[preset]
+    return intensity.IntensityWindow.from_level_width(level, width)
+
+
+def available_devices() -> list[str]:
+    """``auto``, ``cpu`` and ``cuda`` when torch sees a GPU."""
+    from napari_medsam.tasks.engine_holder import keep_triton_away_from_mesa_llvm
+
+    devices = ["auto", "cpu"]
+    keep_triton_away_from_mesa_llvm()  # the canvas (and its GL) exists already
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            devices.append("cuda")
+    except ImportError:  # pragma: no cover - torch is a dependency
+        logger.debug("torch missing: cpu only")
+    return devices
+
+
+class Controls(QWidget):
+    """Pickers, buttons, progress bar and status line of the widget."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("3D image layer to segment")
+        self.window_combo = QComboBox()
+        self.window_combo.addItems(window_presets())
+        self.window_combo.setToolTip(
+            "Sets the image contrast limits; the model always sees the current contrast limits"
+        )
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.model_label = QLabel("LiteMedSAM (bundled, loads on first use)")
+        self.model_label.setWordWrap(True)
+        self.load_button = QPushButton("Load checkpoint…")
+        self.load_button.setToolTip(
+            "LiteMedSAM, SAM ViT-B/L/H or Med-SA weights (also under Layers > Segment)"
+        )
+        self.label_spin = QSpinBox()
+        self.label_spin.setRange(1, 65535)
+        self.label_spin.setValue(1)
+        self.label_spin.setToolTip("Label id of the object being segmented")
+        self.negative_check = QCheckBox("Negative clicks (N)")
+        self.commit_button = QPushButton("Commit object (Enter)")
+        self.embed_button = QPushButton("Embed nearby slices")
+        self.embed_button.setToolTip(
+            "Precompute the model's embeddings of 20 slices around this one"
+        )
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.message_label = QLabel()
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet("color: #ff8c00;")
+        self.message_label.setVisible(False)
+        help_label = QLabel(HELP_TEXT)
+        help_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Window", self.window_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Model", self.model_label)
+        form.addRow("", self.load_button)
+        form.addRow("Label id", self.label_spin)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.commit_button)
+        buttons.addWidget(self.embed_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.message_label)
+        layout.addLayout(form)
+        layout.addWidget(self.negative_check)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+        layout.addWidget(help_label)
+
+    def set_message(self, text: str) -> None:
+        """Show (or with "" hide) a message about the chosen image."""
+        self.message_label.setText(text)
+        self.message_label.setVisible(bool(text))
+
+    def set_model_name(self, name: str, checkpoint: str | None) -> None:
+        source = Path(checkpoint).name if checkpoint else "bundled"
+        self.model_label.setText(f"{name} ({source})")
+
+    def select_default_window(self, image) -> None:
+        """Soft tissue for CT-like intensities, MR percentiles otherwise."""
+        from napari_medsam.prompts.intensity import looks_like_ct
+
+        preset = "soft tissue" if looks_like_ct(image.data) else MR_AUTO
+        if self.window_combo.currentText() == preset:
+            self.window_combo.currentTextChanged.emit(preset)
+        else:
+            self.window_combo.setCurrentText(preset)
+
+    def show_click_mode(self, negative: bool) -> None:
+        self.negative_check.setStyleSheet("color: red;" if negative else "")
+
+    def show_progress(self, progress: Progress) -> None:
+        """Busy indicator when ``total`` is 0; a bar for multi-slice work."""
+        if progress.total == 0:
+            self.progress_bar.setRange(0, 0)
+        elif progress.total > 2:
+            self.progress_bar.setRange(0, progress.total)
+            self.progress_bar.setValue(progress.done)
+        else:
+            return  # a single slice is quick: no bar
+        self.progress_bar.setVisible(True)
+
+    def hide_progress(self) -> None:
+        self.progress_bar.setVisible(False)
+        self.progress_bar.setRange(0, 1)

@@ -1,0 +1,273 @@
+"""Layer plumbing for the MedSAM widget: prompt layers, coordinates, painting.
+
+Everything here runs on the GUI thread. Prompts are read from napari layers
+and converted to the image's data frame (z, y, x voxel indices) through world
+coordinates, so layers with a different scale or translate still line up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from napari.layers import Image, Labels, Points, Shapes
+
+from napari_medsam.types import SlicePrompt
+
+logger = logging.getLogger(__name__)
+
+CLICKS_NAME = "clicks"
+BOXES_NAME = "boxes"
+POSITIVE_COLOR = "lime"
+NEGATIVE_COLOR = "red"
+LABELS_DTYPE = np.uint16
+SOURCE_KEY = "napari_medsam_image"  # labels metadata: name of the image it segments
+
+
+def labels_name(image: Image) -> str:
+    """Name of the labels layer that belongs to ``image``."""
+    return f"{image.name} labels"
+
+
+def find_layer(viewer, name: str, kind: type):
+    """The first layer called ``name`` of type ``kind``, or None."""
+    for layer in viewer.layers:
+        if layer.name == name and isinstance(layer, kind):
+            return layer
+    return None
+
+
+def _grid_kwargs(image: Image) -> dict:
+    """Scale/translate/rotate/shear/affine of ``image``, so new layers share its grid."""
+    return {
+        "scale": tuple(image.scale),
+        "translate": tuple(image.translate),
+        "rotate": np.asarray(image.rotate),
+        "shear": np.asarray(image.shear),
+        "affine": image.affine.affine_matrix,
+    }
+
+
+def _match_grid(layer, image: Image) -> None:
+    for key, value in _grid_kwargs(image).items():
+        setattr(layer, key, value)
+
+
+def ensure_clicks_layer(viewer, image: Image) -> Points:
+    """Find or create the ``clicks`` Points layer (feature ``positive`` colours the points)."""
+    layer = find_layer(viewer, CLICKS_NAME, Points)
+    if layer is None:
+        layer = viewer.add_points(
+            np.zeros((0, 3)),
+            ndim=3,
+            name=CLICKS_NAME,
+            features={"positive": np.zeros(0, dtype=bool)},
+            feature_defaults={"positive": True},
+            face_color="positive",
+            face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
+            border_color="white",
+            size=max(3.0, 0.015 * max(image.data.shape[1:]) * float(image.scale[-1])),
+            **_grid_kwargs(image),
+        )
+    else:
+        _match_grid(layer, image)
+    return layer
+
+
+def ensure_boxes_layer(viewer, image: Image) -> Shapes:
+    """Find or create the ``boxes`` Shapes layer (rectangles, yellow outline)."""
+    layer = find_layer(viewer, BOXES_NAME, Shapes)
+    if layer is None:
+        layer = viewer.add_shapes(
+            ndim=3,
+            name=BOXES_NAME,
+            edge_color="yellow",
+            face_color="transparent",
+            edge_width=max(1.0, 0.004 * max(image.data.shape[1:]) * float(image.scale[-1])),
+            **_grid_kwargs(image),
+        )
+    else:
+        _match_grid(layer, image)
+    return layer
+
+
+def ensure_labels_layer(viewer, image: Image) -> Labels:
+    """Find or create the widget's labels layer for ``image``, on the image's grid.
+
+    Only a layer this widget made (``metadata[SOURCE_KEY] == image.name``) is
+    reused, so a ground-truth labels layer that happens to be called
+    ``"<image> labels"`` is never painted over. The image's metadata (affine,
+    header, orientation of the source file) is copied so that the NIfTI writer
+    saves the labels on the scan's own grid.
+    """
+    for layer in viewer.layers:
+        if (
+            isinstance(layer, Labels)
+            and layer.metadata.get(SOURCE_KEY) == image.name
+            and layer.data.shape == image.data.shape
+        ):
+            return layer
+    metadata = dict(image.metadata)
+    metadata[SOURCE_KEY] = image.name
+    return viewer.add_labels(
+        np.zeros(image.data.shape, dtype=LABELS_DTYPE),
+        name=labels_name(image),  # napari appends " [1]" if the name is taken
+        metadata=metadata,
+        opacity=0.6,
+        **_grid_kwargs(image),
+    )
+
+
+def to_image_zyx(layer, coords: np.ndarray, image: Image) -> np.ndarray:
+    """Convert ``coords`` from ``layer``'s data frame to ``image``'s data frame.
+
+    Parameters
+    ----------
+    layer : napari layer
+        The layer whose data frame ``coords`` is in.
+    coords : np.ndarray
+        (N, 3) coordinates in ``layer``'s data frame.
+    image : Image
+        The target image layer.
+
+    Returns
+    -------
+    np.ndarray
+        (N, 3) float (z, y, x) in the image's voxel (data) frame.
+    """
+    coords = np.atleast_2d(np.asarray(coords, dtype=float))
+    out = np.empty_like(coords)
+    for i, point in enumerate(coords):
+        out[i] = image.world_to_data(layer.data_to_world(point))
+    return out
+
+
+def prompt_slices(layer, indices, image: Image) -> set[int]:
+    """Image slice indices of the points / shapes ``indices`` of a prompt layer."""
+    zs = set()
+    for index in indices:
+        if isinstance(layer, Points):
+            zs.add(int(np.round(to_image_zyx(layer, layer.data[index], image)[0, 0])))
+        else:
+            found = box_zyx(layer, index, image)
+            if found is not None:
+                zs.add(found[0])
+    return zs
+
+
+def inside_volume(zyx: np.ndarray, shape_zyx: tuple[int, ...]) -> bool:
+    """Whether a (3,) voxel coordinate rounds to a voxel of a volume of ``shape_zyx``."""
+    idx = np.round(np.asarray(zyx, dtype=float))
+    return bool(np.all(idx >= 0) and np.all(idx < np.asarray(shape_zyx[:3])))
+
+
+def clicks_on_slice(clicks: Points, image: Image, z: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks lying on slice ``z`` of ``image``.
+
+    Returns
+    -------
+    points_yx : np.ndarray
+        (N, 2) float32 (row, col) in the slice's pixel frame.
+    point_labels : np.ndarray
+        (N,) int64, 1 positive, 0 negative.
+    """
+    if len(clicks.data) == 0:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+    zyx = to_image_zyx(clicks, clicks.data, image)
+    positive = np.asarray(clicks.features["positive"], dtype=bool)
+    keep = np.array([np.round(p[0]) == z and inside_volume(p, image.data.shape) for p in zyx])
+    points_yx = zyx[keep][:, 1:].astype(np.float32)
+    return points_yx, positive[keep].astype(np.int64)
+
+
+def box_zyx(boxes: Shapes, index: int, image: Image) -> tuple[int, np.ndarray] | None:
+    """Slice index and (y0, x0, y1, x1) box of shape ``index``, clipped to the slice.
+
+    Returns None when the shape lies outside the volume.
+    """
+    zyx = to_image_zyx(boxes, boxes.data[index], image)
+    z = int(np.round(zyx[:, 0].mean()))
+    n_z, n_y, n_x = image.data.shape[:3]
+    y0, x0 = zyx[:, 1].min(), zyx[:, 2].min()
+    y1, x1 = zyx[:, 1].max(), zyx[:, 2].max()
+    if not 0 <= z < n_z or y1 < 0 or x1 < 0 or y0 > n_y - 1 or x0 > n_x - 1:
+        return None
+    box = np.array([max(y0, 0), max(x0, 0), min(y1, n_y - 1), min(x1, n_x - 1)], dtype=np.float32)
+    return z, box
+
+
+def latest_box_on_slice(boxes: Shapes, image: Image, z: int) -> np.ndarray | None:
+    """The most recently drawn box on slice ``z`` as (y0, x0, y1, x1), or None."""
+    for index in range(len(boxes.data) - 1, -1, -1):
+        found = box_zyx(boxes, index, image)
+        if found is not None and found[0] == z:
+            return found[1]
+    return None
+
+
+def build_slice_prompt(
+    clicks: Points | None,
+    boxes: Shapes | None,
+    image: Image,
+    z: int,
+    prev_logits_lowres: np.ndarray | None = None,
+) -> SlicePrompt:
+    """All clicks and the latest box of the current object on slice ``z``."""
+    if clicks is not None:
+        points_yx, point_labels = clicks_on_slice(clicks, image, z)
+    else:
+        points_yx, point_labels = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+    box = latest_box_on_slice(boxes, image, z) if boxes is not None else None
+    return SlicePrompt(
+        points_yx=points_yx,
+        point_labels=point_labels,
+        box_yxyx=box,
+        prev_logits_lowres=prev_logits_lowres,
+    )
+
+
+def paint_slice_mask(labels: Labels, z: int, label: int, mask_yx: np.ndarray) -> int:
+    """Make ``mask_yx`` the voxels of ``label`` on slice ``z``, as one undo step.
+
+    The object's old voxels on the slice that the new mask leaves out are
+    cleared; voxels of other labels are never overwritten.
+
+    Parameters
+    ----------
+    labels : Labels
+        Layer with (Z, Y, X) data.
+    z : int
+        Slice index along axis 0.
+    label : int
+        Label id of the object (> 0).
+    mask_yx : np.ndarray
+        (Y, X) bool mask on the slice.
+
+    Returns
+    -------
+    int
+        Number of voxels changed.
+    """
+    current = np.asarray(labels.data[z])
+    own = current == label
+    new = np.asarray(mask_yx, dtype=bool) & ((current == 0) | own)
+    erase_y, erase_x = np.nonzero(own & ~new)
+    add_y, add_x = np.nonzero(new & ~own)
+    n = len(erase_y) + len(add_y)
+    if n == 0:
+        return 0
+    index = (
+        np.full(n, z, dtype=np.intp),
+        np.concatenate([erase_y, add_y]),
+        np.concatenate([erase_x, add_x]),
+    )
+    values = np.concatenate(
+        [np.zeros(len(erase_y), labels.data.dtype), np.full(len(add_y), label, labels.data.dtype)]
+    )
+    labels.data_setitem(index, values)
+    return n
+
+
+def next_free_label(labels: Labels) -> int:
+    """One more than the largest label id in use (1 for an empty layer)."""
+    return int(np.max(labels.data)) + 1 if labels.data.size else 1

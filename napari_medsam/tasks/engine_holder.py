@@ -1,0 +1,131 @@
+"""A thread-safe holder of the current engine, loaded lazily on a worker thread.
+
+No Qt, no napari. The widget owns one holder; jobs running on the worker ask it
+for the engine (loading the bundled LiteMedSAM the first time), and a
+checkpoint load swaps the engine only once the new one loaded successfully, so
+a bad file leaves the current model in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from napari_medsam.model.protocol import Engine
+
+logger = logging.getLogger(__name__)
+
+Loader = Callable[[str | None, str], Engine]
+
+
+def _process_maps_llvm() -> bool:
+    """Whether a system libLLVM is mapped into this process (Linux; False elsewhere)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libLLVM" in line for line in maps)
+    except OSError:
+        return False
+
+
+def keep_triton_away_from_mesa_llvm() -> bool:
+    """Stop torch from importing triton when Mesa's LLVM is already loaded.
+
+    With software OpenGL (Mesa llvmpipe: VMs, remote desktops, Xvfb) the
+    napari canvas maps the system libLLVM; importing triton afterwards loads
+    triton's own LLVM and the process segfaults (torch imports triton from
+    ``torch._dynamo``, which torchvision imports). Triton only serves
+    ``torch.compile`` GPU kernels, which the engines never use, so in that
+    situation it is hidden from torch (``import triton`` raises ImportError).
+
+    Returns
+    -------
+    bool
+        True if triton was hidden by this call.
+    """
+    if "triton" in sys.modules or not _process_maps_llvm():
+        return False
+    logger.info("system libLLVM loaded (software OpenGL): hiding triton from torch")
+    sys.modules["triton"] = None  # type: ignore[assignment]
+    return True
+
+
+def _load_engine(checkpoint: str | None, device: str) -> Engine:
+    keep_triton_away_from_mesa_llvm()
+    # imported here: torch is only needed once a model is actually loaded
+    from napari_medsam.model.engine import load_engine
+
+    return load_engine(checkpoint=checkpoint, device=device)
+
+
+class EngineHolder:
+    """Holds the engine in use; loads happen under a lock, off the GUI thread.
+
+    Parameters
+    ----------
+    engine : Engine, optional
+        An engine to use right away (tests inject a fake one here).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``: the device preference for loads.
+    loader : callable, optional
+        ``loader(checkpoint_path_or_None, device) -> Engine``; defaults to
+        :func:`napari_medsam.model.engine.load_engine`.
+    """
+
+    def __init__(
+        self, engine: Engine | None = None, device: str = "auto", loader: Loader | None = None
+    ):
+        self._engine = engine
+        self._lock = threading.RLock()
+        self._loader = loader or _load_engine
+        self.device = device
+        self.checkpoint: str | None = None
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine in use, or None before the first load."""
+        return self._engine
+
+    def set_engine(self, engine: Engine, checkpoint: str | None = None) -> None:
+        """Replace the engine (e.g. with a test double)."""
+        with self._lock:
+            self._engine = engine
+            self.checkpoint = checkpoint
+
+    def get(self) -> Engine:
+        """Return the engine, loading the bundled model first if there is none.
+
+        Blocks while another thread loads a checkpoint. Call from a worker.
+        """
+        with self._lock:
+            if self._engine is None:
+                logger.info("loading the bundled model on %s", self.device)
+                self._engine = self._loader(None, self.device)
+                self.checkpoint = None
+            return self._engine
+
+    def load(self, checkpoint: str | Path | None, device: str | None = None) -> Engine:
+        """Load ``checkpoint`` (None: the bundled model) and make it current.
+
+        On any error the current engine stays in use and the error propagates.
+        Call from a worker.
+        """
+        device = self.device if device is None else device
+        path = None if checkpoint is None else str(checkpoint)
+        with self._lock:
+            engine = self._loader(path, device)
+            self._engine = engine
+            self.checkpoint = path
+            self.device = device
+            logger.info("loaded %s (%s) on %s", engine.name, path or "bundled", device)
+            return engine
+
+    def describe(self) -> str:
+        """Short text for the status line, e.g. ``"LiteMedSAM on cpu"``."""
+        engine = self._engine
+        if engine is None:
+            return f"model not loaded yet (device {self.device})"
+        device = getattr(engine, "device", None) or self.device
+        return f"{engine.name} on {device}"

@@ -1,0 +1,78 @@
+"""Job factories: bind a task's arguments now, run its generator later on a worker.
+
+Each factory returns ``task(job_id) -> generator`` as the runner expects. The
+engine comes from an :class:`~napari_medsam.tasks.engine_holder.EngineHolder`
+when the job runs, so the first job loads the bundled model on the worker
+(announced by a ``Progress`` with ``total == 0``: an indeterminate bar).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
+
+from napari_medsam.model.protocol import Engine
+from napari_medsam.tasks.engine_holder import EngineHolder
+from napari_medsam.tasks.segment import Window, embed_slices, segment_slice
+from napari_medsam.types import Progress, SlicePrompt
+
+Task = Callable[[int], Iterator[object]]
+
+
+@dataclass(frozen=True)
+class EngineLoaded:
+    """Yielded by a load job once the new engine is in use."""
+
+    job_id: int
+    engine: Engine
+    checkpoint: str | None
+
+
+def _engine(holder: EngineHolder, job_id: int) -> Iterator[Progress]:
+    if holder.engine is None:
+        yield Progress(job_id, 0, 0, "loading LiteMedSAM")
+    holder.get()
+
+
+def segment_job(
+    holder: EngineHolder,
+    volume_zyx,
+    window: Window,
+    z: int,
+    prompt: SlicePrompt,
+    label: int,
+    cache_key_prefix: Hashable,
+) -> Task:
+    """Segment one object on slice ``z`` (see :func:`~napari_medsam.tasks.segment.segment_slice`)."""
+
+    def task(job_id: int):
+        yield from _engine(holder, job_id)
+        yield from segment_slice(
+            holder.get(), volume_zyx, window, z, prompt, label, job_id, cache_key_prefix
+        )
+
+    return task
+
+
+def embed_job(
+    holder: EngineHolder, volume_zyx, window: Window, zs: Iterable[int], cache_key_prefix: Hashable
+) -> Task:
+    """Precompute embeddings of slices ``zs`` (see :func:`~napari_medsam.tasks.segment.embed_slices`)."""
+    zs = list(zs)
+
+    def task(job_id: int):
+        yield from _engine(holder, job_id)
+        yield from embed_slices(holder.get(), volume_zyx, window, zs, job_id, cache_key_prefix)
+
+    return task
+
+
+def load_job(holder: EngineHolder, checkpoint: str | None, device: str, what: str) -> Task:
+    """Load ``checkpoint`` on ``device``; on failure the holder keeps its engine."""
+
+    def task(job_id: int):
+        yield Progress(job_id, 0, 0, f"loading {what}")
+        engine = holder.load(checkpoint, device)
+        yield EngineLoaded(job_id, engine, checkpoint)
+
+    return task

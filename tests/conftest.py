@@ -1,0 +1,68 @@
+"""Shared test setup: headless Qt, and an X server for the viewer's OpenGL canvas.
+
+napari's canvas needs an OpenGL context even with ``QT_QPA_PLATFORM=offscreen``;
+Qt's offscreen platform gets one through GLX when an X display is reachable.
+On a headless Linux machine without ``DISPLAY``, the viewer tests therefore
+start one private Xvfb server (if the ``Xvfb`` binary is installed) for the
+session, just before the first viewer test runs. The kernel stops it when the
+test process ends (``PR_SET_PDEATHSIG``): killing it earlier, while Qt is still
+connected, would abort the process with an X I/O error.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+_XVFB: subprocess.Popen | None = None
+
+
+def _die_with_parent() -> None:
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _start_xvfb() -> None:
+    global _XVFB
+    read_fd, write_fd = os.pipe()
+    _XVFB = subprocess.Popen(
+        [
+            "Xvfb",
+            "-displayfd",
+            str(write_fd),
+            "-screen",
+            "0",
+            "1280x1024x24",
+            "-nolisten",
+            "tcp",
+        ],
+        preexec_fn=_die_with_parent,
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        display = pipe.readline().strip()  # Xvfb writes its display number when ready
+    if display:
+        os.environ["DISPLAY"] = f":{display}"
+    else:  # pragma: no cover - Xvfb failed to start; the viewer tests will say why
+        _XVFB.terminate()
+        _XVFB = None
+
+
+def pytest_runtest_setup(item):
+    if (
+        _XVFB is None
+        and "make_napari_viewer" in getattr(item, "fixturenames", ())
+        and sys.platform.startswith("linux")
+        and not os.environ.get("DISPLAY")
+        and shutil.which("Xvfb")
+    ):
+        _start_xvfb()

@@ -1,0 +1,125 @@
+"""The "Load checkpoint…" command: through the Plugins menu, with good and bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import FakeEngine
+
+# napari's fixture swaps in a test app-model instance; this accessor returns it
+from napari._app_model import get_app_model
+from napari.utils.notifications import NotificationSeverity, notification_manager
+
+from napari_medsam import _commands
+
+COMMAND_ID = "napari-medsam.load_checkpoint"
+
+
+@pytest.fixture(scope="module")
+def tiny_sam_checkpoint(tmp_path_factory):
+    """A tiny random SAM state dict, the kind of file a user fine-tuned."""
+    from napari_medsam.tasks.engine_holder import keep_triton_away_from_mesa_llvm
+
+    keep_triton_away_from_mesa_llvm()  # as the widget does before importing torch
+    import torch
+
+    from napari_medsam.model.registry import build_model
+    from napari_medsam.model.sam import tiny_sam_config
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"
+    torch.save({"model": build_model(tiny_sam_config()).state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def viewer_with_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 32, 32), np.int16), name="vol")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medsam", "MedSAM segmentation")
+    widget.engine = FakeEngine()
+    return viewer, widget
+
+
+def _errors_since(n0):
+    return [
+        r for r in notification_manager.records[n0:] if r.severity == NotificationSeverity.ERROR
+    ]
+
+
+def _menu_command_ids(app, menu_id):
+    return [i.command.id for i in app.menus.get_menu(menu_id) if hasattr(i, "command")]
+
+
+def test_command_is_in_a_napari_menu(make_napari_viewer):
+    make_napari_viewer()
+    app = get_app_model()
+    # Layers > Segment; the Plugins menu itself lists the widget
+    assert COMMAND_ID in _menu_command_ids(app, "napari/layers/segment")
+    assert "napari-medsam.widget" in _menu_command_ids(app, "napari/plugins")
+
+
+def test_load_tiny_sam_checkpoint_replaces_the_model(
+    qtbot, viewer_with_widget, tiny_sam_checkpoint
+):
+    viewer, widget = viewer_with_widget
+    with qtbot.waitSignal(widget.model_runner.finished, timeout=30000):
+        job = _commands.load_checkpoint(viewer, path=str(tiny_sam_checkpoint))
+    assert job == widget.model_runner.job_id
+    assert widget.engine.name.startswith("SAM custom")
+    assert "tiny_sam.pth" in widget.controls.model_label.text()
+    assert widget.engine.name in widget.controls.status_label.text()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "pickle", "missing"])
+def test_bad_checkpoint_keeps_the_current_model(qtbot, viewer_with_widget, tmp_path, kind):
+    viewer, widget = viewer_with_widget
+    fake = widget.engine
+    path = tmp_path / "bad.pth"
+    if kind == "garbage":
+        path.write_bytes(b"\x00not a checkpoint" * 100)
+    elif kind == "pickle":
+        import argparse
+
+        import torch
+
+        # arbitrary objects need unsafe unpickling, which weights_only refuses
+        torch.save({"model": argparse.Namespace(weights=[1, 2])}, path)
+    n0 = len(notification_manager.records)
+    with qtbot.waitSignal(widget.model_runner.failed, timeout=30000):
+        _commands.load_checkpoint(viewer, path=str(path))
+    errors = _errors_since(n0)
+    assert len(errors) == 1 and "could not load the checkpoint" in errors[0].message
+    assert "Keeping FakeEngine" in errors[0].message
+    assert widget.engine is fake
+
+
+def test_menu_command_gets_the_viewer_and_opens_a_dialog(
+    qtbot, make_napari_viewer, monkeypatch, tiny_sam_checkpoint
+):
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer = make_napari_viewer()
+    asked = []
+
+    def fake_dialog(*args, **kwargs):
+        asked.append(args)
+        return str(tiny_sam_checkpoint), ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(fake_dialog))
+    app = get_app_model()
+    app.commands.execute_command(COMMAND_ID).result()
+    assert asked  # no path given: the dialog was asked
+    widget = _commands.find_widget(viewer, create=False)
+    assert widget is not None  # the command docked the widget
+    qtbot.waitUntil(lambda: widget.engine is not None, timeout=30000)
+    assert widget.engine.name.startswith("SAM custom")
+
+
+def test_cancelled_dialog_does_nothing(make_napari_viewer, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer = make_napari_viewer()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("", "")))
+    assert _commands.load_checkpoint(viewer) is None
+    assert _commands.find_widget(viewer, create=False) is None

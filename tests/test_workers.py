@@ -1,0 +1,100 @@
+"""The single-flight runner on real worker threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from napari_medsam._workers import JobRunner
+from napari_medsam.types import Progress
+
+
+@pytest.fixture
+def runner(qtbot):
+    r = JobRunner("test")
+    yield r
+    r.cancel()
+
+
+def test_results_arrive_on_the_gui_thread_with_the_job_id(qtbot, runner):
+    seen = []
+    runner.progress.connect(
+        lambda p: seen.append(("progress", p.job_id, threading.current_thread()))
+    )
+    runner.result.connect(lambda r: seen.append(("result", r, threading.current_thread())))
+    worker_threads = []
+
+    def task(job_id):
+        worker_threads.append(threading.current_thread())
+        yield Progress(job_id, 0, 1)
+        yield ("done", job_id)
+
+    with qtbot.waitSignal(runner.finished, timeout=5000):
+        job = runner.submit(task)
+    assert job == 1 and not runner.busy
+    main = threading.main_thread()
+    assert seen == [("progress", 1, main), ("result", ("done", 1), main)]
+    assert worker_threads[0] is not main
+
+
+def test_a_new_job_supersedes_the_running_one(qtbot, runner):
+    release = threading.Event()
+    started = threading.Event()
+    results, finished = [], []
+    runner.result.connect(results.append)
+    runner.finished.connect(finished.append)
+    stopped_early = []
+
+    def slow(job_id):
+        started.set()
+        release.wait(10)
+        yield Progress(job_id, 0, 2)  # a stopped job ends at its next yield
+        stopped_early.append(False)
+        yield "slow result"
+
+    def fast(job_id):
+        yield "fast result"
+
+    first = runner.submit(slow)
+    assert started.wait(5)
+    second = runner.submit(fast)
+    assert (first, second) == (1, 2) and runner.is_current(2) and not runner.is_current(1)
+    qtbot.waitUntil(lambda: results == ["fast result"], timeout=5000)
+    release.set()
+    qtbot.waitUntil(lambda: 2 in finished, timeout=5000)
+    qtbot.wait(100)
+    assert results == ["fast result"] and stopped_early == []
+
+
+def test_errors_of_the_current_job_become_a_signal(qtbot, runner):
+    def broken(job_id):
+        yield Progress(job_id, 0, 1)
+        raise RuntimeError("model exploded")
+
+    with qtbot.waitSignal(runner.failed, timeout=5000) as blocker:
+        runner.submit(broken)
+    job_id, exc = blocker.args
+    assert job_id == 1 and isinstance(exc, RuntimeError) and "exploded" in str(exc)
+    qtbot.waitUntil(lambda: not runner.busy, timeout=5000)
+
+
+def test_errors_of_a_superseded_job_are_dropped(qtbot, runner):
+    release = threading.Event()
+    failures = []
+    runner.failed.connect(lambda j, e: failures.append(j))
+
+    def broken_later(job_id):
+        release.wait(10)
+        raise RuntimeError("too late")
+        yield  # pragma: no cover
+
+    def fine(job_id):
+        yield "ok"
+
+    runner.submit(broken_later)
+    with qtbot.waitSignal(runner.result, timeout=5000):
+        runner.submit(fine)
+    release.set()
+    qtbot.wait(300)
+    assert failures == []
