@@ -1,0 +1,264 @@
+"""``napari-medsam eval SCAN LABELS``: simulated-click evaluation (NoC@85/90, Dice@k, box Dice)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "eval",
+        help="simulated-click evaluation of a model on a labelled scan",
+        description="Evaluate the engine on every object slice of a labelled NIfTI scan with the "
+        "RITM/SimpleClick click simulator (NoC@85/90, Dice after 1/3/5 clicks, box Dice).",
+    )
+    parser.add_argument("scan", help="the image (NIfTI)")
+    parser.add_argument(
+        "labels_path", metavar="LABELS", help="the truth label volume (NIfTI, same grid)"
+    )
+    parser.add_argument(
+        "--labels", default=None, help="comma-separated label ids (default: all present)"
+    )
+    parser.add_argument("--prompt", choices=("clicks", "box", "box+clicks"), default="clicks")
+    parser.add_argument(
+        "--max-clicks",
+        type=int,
+        default=None,
+        help="interaction cap (default 20; 5 with --protocol 3d)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("2d", "3d"),
+        default="2d",
+        help="2d: clicks per object slice (default); 3d: the CVPR 2025 interactive 3D protocol "
+        "(box on the largest slice, propagation, then clicks on 3D error components)",
+    )
+    parser.add_argument(
+        "--min-area",
+        type=int,
+        default=100,
+        help="skip object slices with fewer pixels (default 100)",
+    )
+    parser.add_argument(
+        "--window", default=None, metavar="L,W", help="intensity window level,width (default: auto)"
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="model checkpoint (default: bundled LiteMedSAM)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps")
+    parser.add_argument(
+        "--slices",
+        default=None,
+        metavar="START:STOP",
+        help="only slices START <= z < STOP along the reader's slice axis (default: all)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    parser.add_argument("--json", dest="json_path", default=None, metavar="OUT.json")
+    parser.add_argument("--plot", dest="plot_path", default=None, metavar="OUT.png")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count when asked (a shared or loaded machine runs faster with 1)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _load_engine(checkpoint: str | None, device: str):
+    """The app's engine loader (looked up at call time; tests replace this function)."""
+    from napari_medsam.model.engine import load_engine
+
+    return load_engine(checkpoint=checkpoint, device=device)
+
+
+def _choose_window(text: str | None, image_zyx: np.ndarray):
+    """Return (IntensityWindow, human description) from ``--window`` or the app's auto rule."""
+    from napari_medsam.prompts import intensity
+
+    if text:
+        try:
+            level, width = (float(v) for v in text.split(","))
+        except ValueError as err:
+            raise ValueError(f"--window must be LEVEL,WIDTH (e.g. 40,400), got {text!r}") from err
+        if width <= 0:
+            raise ValueError("--window width must be positive")
+        window = intensity.IntensityWindow.from_level_width(level, width, kind="manual")
+        return window, f"user window L/W {level:g}/{width:g} -> [{window.lo:g}, {window.hi:g}]"
+    window = intensity.auto_window(image_zyx)
+    if window.kind == "ct":
+        rule = "CT soft tissue L/W 40/400 (intensities look like HU)"
+    else:
+        rule = "MR 0.5-99.5 percentiles (intensities do not look like HU)"
+    return window, f"auto window: {rule} -> [{window.lo:g}, {window.hi:g}]"
+
+
+def _parse_slices(text: str | None, n_z: int) -> range:
+    """``--slices START:STOP`` (either side may be empty) as a range of slice indices."""
+    if not text:
+        return range(n_z)
+    try:
+        start_text, stop_text = text.split(":")
+        start = int(start_text) if start_text.strip() else 0
+        stop = int(stop_text) if stop_text.strip() else n_z
+    except ValueError as err:
+        raise ValueError(f"--slices must be START:STOP, got {text!r}") from err
+    return range(n_z)[start:stop]
+
+
+def _label_names(labels_path: str) -> dict[int, str]:
+    """Names from a ``classes.json`` ({"id": "name"}) beside the label file, if there is one."""
+    candidate = Path(labels_path).with_name("classes.json")
+    if not candidate.is_file():
+        return {}
+    try:
+        raw = json.loads(candidate.read_text())
+        return {int(k): str(v) for k, v in raw.items()}
+    except (ValueError, AttributeError):
+        return {}
+
+
+class _StderrProgress:
+    """A progress line on stderr, refreshed at most every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self.start = time.perf_counter()
+        self.last = -float("inf")
+
+    def __call__(self, done: int, total: int, case) -> None:
+        now = time.perf_counter()
+        if done != total and now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = elapsed / done * (total - done) if done else 0.0
+        print(
+            f"[eval] {done}/{total} cases (label {case.label}, z {case.z}) "
+            f"{elapsed:.0f}s elapsed, ~{eta:.0f}s left",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "protocol", "2d") == "3d":
+        from napari_medsam._cli.eval3d import run_3d
+
+        return run_3d(args)
+    if args.max_clicks is None:
+        args.max_clicks = 20
+    from napari_medsam import __version__
+    from napari_medsam.evaluation.cases import iter_cases, parse_labels
+    from napari_medsam.evaluation.report import (
+        build_report,
+        format_table,
+        plot_curves,
+        summarize_by_label,
+        write_json,
+    )
+    from napari_medsam.evaluation.runner import TARGET_IOU, evaluate_volume
+    from napari_medsam.io.nifti import load_nifti
+
+    if args.max_clicks < 1:
+        raise ValueError("--max-clicks must be at least 1")
+    if args.plot_path and importlib.util.find_spec("matplotlib") is None:
+        print(
+            "napari-medsam eval: --plot needs matplotlib: pip install 'napari-medsam[plot]'",
+            file=sys.stderr,
+        )
+        return 1
+    scan = load_nifti(args.scan)
+    truth = load_nifti(args.labels_path)
+    image_zyx = np.asarray(scan.data_zyx)
+    labels_zyx = np.asarray(truth.data_zyx)
+    if image_zyx.shape != labels_zyx.shape:
+        raise ValueError(
+            f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"
+        )
+    if not np.issubdtype(labels_zyx.dtype, np.integer):
+        labels_zyx = np.rint(labels_zyx).astype(np.int32)
+    labels = parse_labels(args.labels, labels_zyx)
+    window, window_text = _choose_window(args.window, image_zyx)
+    z_range = _parse_slices(args.slices, labels_zyx.shape[0])
+    cases = [c for c in iter_cases(labels_zyx, labels, args.min_area) if c.z in z_range]
+    if not cases:
+        raise ValueError(f"no object slice of labels {labels} has at least {args.min_area} pixels")
+    names = _label_names(args.labels_path)
+    set_threads(args.threads)
+    engine = _load_engine(args.checkpoint, args.device)
+    limit = (
+        "1 interaction (the box)" if args.prompt == "box" else f"max {args.max_clicks} interactions"
+    )
+    print(
+        f"napari-medsam {__version__} eval: {engine.name} on {args.device}, prompt {args.prompt}, "
+        f"{len(cases)} cases (slices along axis 0 of shape {image_zyx.shape}), "
+        f"{limit}, min area {args.min_area}",
+    )
+    print(window_text)
+    results = evaluate_volume(
+        engine,
+        image_zyx,
+        labels_zyx,
+        window,
+        cases,
+        prompt=args.prompt,
+        max_clicks=args.max_clicks,
+        volume_key=("eval", str(Path(args.scan).resolve())),
+        progress=_StderrProgress(),
+    )
+    per_label, overall = summarize_by_label(results, labels, args.max_clicks, args.prompt)
+    print(format_table(per_label, overall, args.prompt, names))
+    if args.json_path:
+        settings = {
+            "scan": str(Path(args.scan).resolve()),
+            "labels_file": str(Path(args.labels_path).resolve()),
+            "labels": labels,
+            "prompt": args.prompt,
+            "max_clicks": args.max_clicks,
+            "min_area": args.min_area,
+            "slices": args.slices,
+            "target_iou": TARGET_IOU,
+            "noc_thresholds": [0.85, 0.90],
+            "window": {
+                "lo": float(window.lo),
+                "hi": float(window.hi),
+                "kind": str(window.kind),
+                "source": "user" if args.window else "auto",
+                "description": window_text,
+            },
+            "checkpoint": args.checkpoint,
+            "device": args.device,
+            "threads": args.threads,
+            "engine": engine.name,
+            "image_size": int(engine.image_size),
+            "slice_axis": "axis 0 of load_nifti(...).data_zyx",
+            "shape_zyx": list(image_zyx.shape),
+            "spacing_zyx_mm": [float(v) for v in scan.spacing_zyx_mm],
+        }
+        write_json(build_report(settings, per_label, overall, results, names), args.json_path)
+        print(f"wrote {args.json_path}")
+    if args.plot_path:
+        try:
+            plot_curves(
+                per_label, args.plot_path, names, title=f"{engine.name}, prompt {args.prompt}"
+            )
+        except ImportError as err:
+            print(f"napari-medsam eval: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.plot_path}")
+    return 0

@@ -1,0 +1,97 @@
+"""``napari-medsam eval SCAN LABELS --protocol 3d``: the interactive 3D protocol (CVPR 2025).
+
+Not a subcommand of its own: ``_cli/eval.py`` hands ``--protocol 3d`` runs to
+:func:`run_3d`, which reuses that module's engine loader, window choice and label
+names (looked up at call time, so tests that replace them apply here too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: Clicks after the box in the CVPR 2025 protocol.
+CLICKS_3D = 5
+
+
+def run_3d(args: argparse.Namespace) -> int:
+    """Run :func:`napari_medsam.evaluation.protocol3d.run_protocol3d` from parsed ``eval`` arguments.
+
+    Uses ``scan``, ``labels_path``, ``labels``, ``max_clicks`` (None: 5),
+    ``window``, ``checkpoint``, ``device`` and ``json_path``; prints a table per label.
+    """
+    from napari_medsam import __version__
+    from napari_medsam._cli import eval as eval_cli
+    from napari_medsam.evaluation.cases import parse_labels
+    from napari_medsam.evaluation.protocol3d import format_table3d, run_protocol3d
+    from napari_medsam.evaluation.report import write_json
+    from napari_medsam.io.nifti import load_nifti
+    from napari_medsam.tasks.propagate import default_settings
+
+    max_clicks = CLICKS_3D if args.max_clicks is None else int(args.max_clicks)
+    if max_clicks < 0:
+        raise ValueError("--max-clicks must not be negative")
+    scan = load_nifti(args.scan)
+    truth = load_nifti(args.labels_path)
+    image_zyx = np.asarray(scan.data_zyx)
+    labels_zyx = np.asarray(truth.data_zyx)
+    if image_zyx.shape != labels_zyx.shape:
+        raise ValueError(
+            f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"
+        )
+    if not np.issubdtype(labels_zyx.dtype, np.integer):
+        labels_zyx = np.rint(labels_zyx).astype(np.int32)
+    labels = parse_labels(args.labels, labels_zyx)
+    window, window_text = eval_cli._choose_window(args.window, image_zyx)
+    names = eval_cli._label_names(args.labels_path)
+    engine = eval_cli._load_engine(args.checkpoint, args.device)
+    print(
+        f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {args.device}, "
+        f"{len(labels)} objects, box on the largest slice + propagation, then up to "
+        f"{max_clicks} clicks (shape {image_zyx.shape}, slices along axis 0)"
+    )
+    print(window_text)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int, label: int) -> None:
+        print(
+            f"[eval 3d] {done}/{total} objects (label {label}) "
+            f"{time.perf_counter() - start:.0f}s elapsed",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    report = run_protocol3d(
+        engine,
+        image_zyx,
+        labels_zyx,
+        labels,
+        window,
+        max_clicks=max_clicks,
+        spacing_zyx_mm=tuple(float(v) for v in scan.spacing_zyx_mm),
+        label_names=names,
+        cache_key_prefix=("eval3d", str(Path(args.scan).resolve())),
+        progress=progress,
+    )
+    print(format_table3d(report))
+    if args.json_path:
+        report["settings"] = {
+            "scan": str(Path(args.scan).resolve()),
+            "labels_file": str(Path(args.labels_path).resolve()),
+            "labels": labels,
+            "max_clicks": max_clicks,
+            "window": {"lo": float(window.lo), "hi": float(window.hi), "kind": str(window.kind)},
+            "checkpoint": args.checkpoint,
+            "device": args.device,
+            "engine": engine.name,
+            "shape_zyx": list(image_zyx.shape),
+            "spacing_zyx_mm": [float(v) for v in scan.spacing_zyx_mm],
+            "propagation": default_settings(),
+        }
+        write_json(report, args.json_path)
+        print(f"wrote {args.json_path}")
+    return 0

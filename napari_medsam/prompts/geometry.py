@@ -1,0 +1,211 @@
+"""Resize-longest-side arithmetic between a slice's pixel frame and SAM's model frame.
+
+Numpy only. A slice of shape (H, W) is fed to a SAM-family model by scaling it so
+that its longest side becomes ``side`` (1024 for SAM, 256 for LiteMedSAM) and
+padding the bottom and right edges to a ``side`` x ``side`` square. Prompts follow
+the same scaling; the model's low-resolution logits (256 x 256, covering the whole
+padded square) are mapped back by upsampling to ``side``, cropping the unpadded
+region and resizing to (H, W).
+
+Frames
+------
+``yx``
+    The slice's pixel frame: (row, col) indices into the (H, W) array.
+``model_xy``
+    SAM's frame after resize-longest-side: (x, y) = (col, row) in the
+    ``side`` x ``side`` padded input. The swap from (y, x) to (x, y) happens only
+    in :func:`yx_to_model_xy`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOWRES_SIDE = 256  # side of SAM's low-resolution mask logits (and of ``mask_input``)
+
+
+def longest_side_shape(hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """Shape of a (H, W) slice after scaling its longest side to ``side``.
+
+    Parameters
+    ----------
+    hw : tuple of int
+        (H, W) of the slice in pixels.
+    side : int
+        Target length of the longest side (the model's square input size).
+
+    Returns
+    -------
+    tuple of int
+        (new_h, new_w), rounded half-up as segment-anything's ``ResizeLongestSide``.
+    """
+    h, w = int(hw[0]), int(hw[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"slice shape must be positive, got {hw}")
+    scale = side * 1.0 / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def model_scale_yx(hw: tuple[int, int], side: int) -> tuple[float, float]:
+    """Per-axis factors (new_h / H, new_w / W) from slice pixels to model pixels."""
+    new_h, new_w = longest_side_shape(hw, side)
+    return new_h / float(hw[0]), new_w / float(hw[1])
+
+
+def yx_to_model_xy(coords_yx: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
+    """Map (..., 2) slice (row, col) coordinates to model (x, y): the one place y/x flip.
+
+    Parameters
+    ----------
+    coords_yx : np.ndarray
+        (..., 2) float, (row, col) in the slice's pixel frame.
+    hw : tuple of int
+        (H, W) of the slice.
+    side : int
+        Model input side.
+
+    Returns
+    -------
+    np.ndarray
+        (..., 2) float32, (x, y) in the model frame.
+    """
+    coords_yx = np.asarray(coords_yx, dtype=np.float64)
+    if coords_yx.shape[-1] != 2:
+        raise ValueError(f"expected (..., 2) coordinates, got shape {coords_yx.shape}")
+    sy, sx = model_scale_yx(hw, side)
+    out = np.empty_like(coords_yx)
+    out[..., 0] = coords_yx[..., 1] * sx
+    out[..., 1] = coords_yx[..., 0] * sy
+    return out.astype(np.float32)
+
+
+def points_yx_to_model_xy(points_yx: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
+    """Map (N, 2) clicks from slice (row, col) to model (x, y).
+
+    Returns
+    -------
+    np.ndarray
+        (N, 2) float32, (x, y) in pixels of the ``side`` x ``side`` model input.
+    """
+    points_yx = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
+    return yx_to_model_xy(points_yx, hw, side)
+
+
+def box_yxyx_to_model_xyxy(box_yxyx: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
+    """Map a box (y0, x0, y1, x1) in slice pixels to SAM's (x0, y0, x1, y1) model frame.
+
+    Parameters
+    ----------
+    box_yxyx : np.ndarray
+        (4,) corners in the slice's pixel frame; the order of the two corners
+        does not matter (they are sorted).
+    hw, side
+        As in :func:`yx_to_model_xy`.
+
+    Returns
+    -------
+    np.ndarray
+        (4,) float32 (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1.
+    """
+    box = np.asarray(box_yxyx, dtype=np.float64).reshape(4)
+    corners_yx = np.array([[min(box[0], box[2]), min(box[1], box[3])],
+                           [max(box[0], box[2]), max(box[1], box[3])]])  # fmt: skip
+    return yx_to_model_xy(corners_yx, hw, side).reshape(4)
+
+
+def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) float64 matrix of 1-D bilinear resampling with half-pixel centres.
+
+    Equal to ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``
+    along one axis (no antialiasing), so a 2-D resize is ``My @ A @ Mx.T``.
+    """
+    if n_out <= 0 or n_in <= 0:
+        raise ValueError("sizes must be positive")
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    src = np.clip(src, 0.0, None)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = src - i0
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, i0), 1.0 - frac)
+    np.add.at(m, (rows, i1), frac)
+    return m
+
+
+def resize_bilinear(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D array bilinearly (half-pixel centres, no antialias).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        (h, w) array.
+    out_hw : tuple of int
+        (H, W) output shape.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    my = bilinear_matrix(out_hw[0], image.shape[0])
+    mx = bilinear_matrix(out_hw[1], image.shape[1])
+    return (my @ image @ mx.T).astype(np.float32)
+
+
+def lowres_logits_to_slice(logits_lowres: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
+    """Map SAM's (256, 256) low-resolution logits back onto the (H, W) slice.
+
+    Upsample to ``side`` x ``side``, crop the unpadded region ``[:new_h, :new_w]``
+    and resize to (H, W), all bilinear with half-pixel centres (what SAM's
+    ``postprocess_masks`` and the MedSAM-lite reference inference do). The three
+    linear steps are composed into one matrix per axis.
+
+    Parameters
+    ----------
+    logits_lowres : np.ndarray
+        (256, 256) float logits in the model frame.
+    hw : tuple of int
+        (H, W) of the slice.
+    side : int
+        Model input side.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32 logits on the slice grid; the mask is ``logits > 0``.
+    """
+    logits = np.asarray(logits_lowres, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"expected 2-D low-res logits, got shape {logits.shape}")
+    new_h, new_w = longest_side_shape(hw, side)
+    up_y = bilinear_matrix(side, logits.shape[0])[:new_h]
+    up_x = bilinear_matrix(side, logits.shape[1])[:new_w]
+    my = bilinear_matrix(int(hw[0]), new_h) @ up_y
+    mx = bilinear_matrix(int(hw[1]), new_w) @ up_x
+    return (my @ logits @ mx.T).astype(np.float32)
+
+
+def box_from_mask(mask_yx: np.ndarray) -> np.ndarray | None:
+    """Tight bounding box of a 2-D mask.
+
+    Parameters
+    ----------
+    mask_yx : np.ndarray
+        (H, W) mask; nonzero pixels belong to the object.
+
+    Returns
+    -------
+    np.ndarray or None
+        (4,) float32 (y0, x0, y1, x1), inclusive pixel indices, or None when the
+        mask is empty.
+    """
+    mask = np.asarray(mask_yx)
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([rows[0], cols[0], rows[-1], cols[-1]], dtype=np.float32)

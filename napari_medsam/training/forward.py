@@ -1,0 +1,174 @@
+"""The batched, differentiable forward pass of a Med-SA model on training prompts.
+
+It computes for each case what :class:`napari_medsam.model.medsa.engine.MedSAEngine`
+computes for the same slice and prompt in the app (a test checks they agree):
+
+- the prompt goes through the app's geometry (:func:`points_yx_to_model_xy`,
+  :func:`box_yxyx_to_model_xyxy`); ``prev_logits_lowres`` is SAM's ``mask_input``;
+- cases with clicks or a previous mask add the click embedding of their
+  SimpleClick maps (:func:`napari_medsam.prompts.clickmaps.click_maps`, the
+  previous mask being the bilinearly upsampled logits > 0) to the patch tokens;
+  box-only cases do not (the engine uses its click-free embedding for them);
+- a single click without box or previous mask uses SAM's three-mask output and
+  keeps the mask with the highest predicted IoU, as the engine does.
+
+:class:`PromptedMedSA` wraps the model so that DistributedDataParallel sees the
+whole computation in one ``forward``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_medsam.prompts.clickmaps import click_maps
+from napari_medsam.prompts.geometry import box_yxyx_to_model_xyxy, points_yx_to_model_xy
+from napari_medsam.types import SlicePrompt
+
+
+def has_click_input(prompt: SlicePrompt) -> bool:
+    """Whether the engine feeds this prompt's click maps to the encoder."""
+    return len(prompt.points_yx) > 0 or prompt.prev_logits_lowres is not None
+
+
+def prev_mask_model(prev_logits_lowres: np.ndarray, side: int) -> np.ndarray:
+    """(side, side) bool previous mask in the model frame from (L, L) low-res logits."""
+    prev = torch.as_tensor(np.asarray(prev_logits_lowres, np.float32))[None, None]
+    return (F.interpolate(prev, size=(side, side), mode="bilinear")[0, 0] > 0).numpy()
+
+
+def click_maps_batch(
+    prompts: Sequence[SlicePrompt], hws: Sequence[tuple[int, int]], side: int
+) -> np.ndarray:
+    """(B, 3, side, side) float32 SimpleClick maps (positive, negative, previous mask)."""
+    maps = np.zeros((len(prompts), 3, side, side), np.float32)
+    for i, (prompt, hw) in enumerate(zip(prompts, hws, strict=True)):
+        if not has_click_input(prompt):
+            continue
+        prev = None
+        if prompt.prev_logits_lowres is not None:
+            prev = prev_mask_model(prompt.prev_logits_lowres, side)
+        maps[i] = click_maps(prompt.points_yx, prompt.point_labels, hw, side, prev)
+    return maps
+
+
+def prompt_tensors(
+    prompt: SlicePrompt, hw: tuple[int, int], side: int, device: torch.device
+) -> dict:
+    """SAM prompt-encoder inputs for one case, on ``device``.
+
+    Returns
+    -------
+    dict
+        ``points`` ((1, N, 2) float x, y model pixels, (1, N) int64) or None,
+        ``boxes`` (1, 4) xyxy or None, ``masks`` (1, 1, L, L) or None, and
+        ``multimask`` (bool).
+    """
+    points = boxes = masks = None
+    n = len(prompt.points_yx)
+    if n:
+        coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side)
+        labels = np.asarray(prompt.point_labels).reshape(-1).astype(np.int64)
+        points = (
+            torch.as_tensor(coords_xy_model, dtype=torch.float32, device=device)[None],
+            torch.as_tensor(labels, device=device)[None],
+        )
+    if prompt.box_yxyx is not None:
+        box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side)
+        boxes = torch.as_tensor(box_xyxy_model, dtype=torch.float32, device=device)[None]
+    if prompt.prev_logits_lowres is not None:
+        prev = np.asarray(prompt.prev_logits_lowres, np.float32)
+        masks = torch.as_tensor(prev, device=device)[None, None]
+    if points is None and boxes is None and masks is None:
+        raise ValueError("empty prompt: give at least one click or a box")
+    multimask = n == 1 and boxes is None and masks is None
+    return {"points": points, "boxes": boxes, "masks": masks, "multimask": multimask}
+
+
+class PromptedMedSA(nn.Module):
+    """A Med-SA model run on B (slice, prompt) cases in one forward.
+
+    Parameters
+    ----------
+    model : MedSAModel
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        maps: torch.Tensor,
+        use_maps: torch.Tensor,
+        prompts: list[dict],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res logits of the kept mask of each case.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            (B, 3, S, S) preprocessed slices.
+        maps : torch.Tensor
+            (B, 3, S, S) click maps.
+        use_maps : torch.Tensor
+            (B,) float 0/1: whether the case's click embedding is added.
+        prompts : list of dict
+            :func:`prompt_tensors` of each case.
+
+        Returns
+        -------
+        logits : torch.Tensor
+            (B, L, L).
+        iou : torch.Tensor
+            (B,) predicted IoU of the kept mask.
+        """
+        encoder = self.model.image_encoder
+        tokens = encoder.embed_patches(images)
+        if encoder.medsa_click_embed is not None and bool(use_maps.any()):
+            tokens = tokens + encoder.medsa_click_embed(maps) * use_maps.view(-1, 1, 1, 1).to(
+                tokens.dtype
+            )
+        embeddings = encoder.forward_tokens(tokens, None, 1)
+        logits, ious = [], []
+        for i, p in enumerate(prompts):
+            low, iou = self.model.decode(
+                embeddings[i : i + 1], p["points"], p["boxes"], p["masks"], p["multimask"]
+            )
+            best = int(torch.argmax(iou[0])) if p["multimask"] else 0
+            logits.append(low[0, best])
+            ious.append(iou[0, best])
+        return torch.stack(logits), torch.stack(ious)
+
+
+def run_prompts(
+    module: nn.Module,
+    images: torch.Tensor,
+    prompts: Sequence[SlicePrompt],
+    hws: Sequence[tuple[int, int]],
+    side: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Build the inputs of :class:`PromptedMedSA` and call ``module`` (it or its DDP wrapper).
+
+    Parameters
+    ----------
+    module : nn.Module
+        A :class:`PromptedMedSA`, possibly wrapped in DistributedDataParallel.
+    images : torch.Tensor
+        (B, 3, S, S) on the model's device.
+    prompts : sequence of SlicePrompt
+    hws : sequence of (int, int)
+        (H, W) of each case's slice.
+    side : int
+        Model input side S.
+    """
+    device = images.device
+    maps = torch.as_tensor(click_maps_batch(prompts, hws, side), device=device)
+    use = torch.tensor([float(has_click_input(p)) for p in prompts], device=device)
+    tensors = [prompt_tensors(p, hw, side, device) for p, hw in zip(prompts, hws, strict=True)]
+    return module(images, maps, use, tensors)

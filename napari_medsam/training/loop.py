@@ -1,0 +1,369 @@
+"""``finetune(config) -> history``: train the Med-SA parts with iterative click simulation.
+
+One step (SimpleClick / RITM training):
+
+1. draw ``batch_size`` cases (DistributedSampler, seeded per epoch) and their
+   initial prompts (:func:`napari_medsam.training.prompts_sim.initial_prompt`);
+2. draw k in 0..``max_iter_clicks``; k times, without gradients, predict and add a
+   click at the error of the model's own prediction, feeding it back as the
+   previous mask (:func:`~napari_medsam.training.prompts_sim.add_error_click`);
+3. predict with gradients and minimise NFL + Dice against the truth in the
+   low-res frame (padding excluded); only the Med-SA parts train (AdamW).
+
+bf16 autocast on CUDA, fp32 elsewhere. Rank 0 evaluates the held-out subset
+with the eval protocol at the end of every epoch, writes the Med-SA checkpoint
+(``config.out``), the resumable state (``<out>.state.pt``) and the history
+(``<out>.history.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_medsam.model.medsa.build import (
+    backbone_spec,
+    backbone_state_dict_from,
+    build_medsa,
+    count_parameters,
+    freeze_backbone,
+    medsa_train_mode,
+)
+from napari_medsam.model.medsa.checkpoint import medsa_state_dict, save_medsa
+from napari_medsam.model.medsa.config import MedSAConfig
+from napari_medsam.model.medsa.model import MedSAModel
+from napari_medsam.training import distributed
+from napari_medsam.training.config import FinetuneConfig, PromptSimConfig
+from napari_medsam.training.data import TrainingSet, Volume, load_volume
+from napari_medsam.training.forward import PromptedMedSA, run_prompts
+from napari_medsam.training.losses import segmentation_loss
+from napari_medsam.training.prompts_sim import add_error_click, initial_prompt
+from napari_medsam.training.state import load_state, restore_state, save_state
+from napari_medsam.training.validate import evaluate_model, heldout_cases
+
+logger = logging.getLogger(__name__)
+
+
+def build_model(config: FinetuneConfig) -> MedSAModel:
+    """Fresh Med-SA on the configured backbone, backbone frozen, on the CPU.
+
+    Random backbone weights (test backbones, SAM without a checkpoint) are drawn
+    under ``config.seed``, so a resumed run rebuilds the same ones.
+    """
+    weights = backbone_state_dict_from(config.backbone, config.backbone_checkpoint)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_medsa(config.backbone, weights, MedSAConfig(backbone=config.backbone))
+    return freeze_backbone(model)
+
+
+def load_training_set(config: FinetuneConfig, model: MedSAModel) -> TrainingSet:
+    """Read the configured volumes and preprocess their training slices for ``model``."""
+    volumes = [load_volume(scan, labels, config.window) for scan, labels in config.data]
+    return training_set_for(config, model, volumes)
+
+
+def training_set_for(
+    config: FinetuneConfig, model: MedSAModel, volumes: list[Volume]
+) -> TrainingSet:
+    """A :class:`TrainingSet` of ``volumes`` for ``model`` under ``config``."""
+    spec = backbone_spec(config.backbone).model_config.input_spec
+    return TrainingSet(
+        volumes,
+        spec,
+        int(model.prompt_encoder.mask_input_size[0]),
+        labels=config.labels,
+        val_fraction=config.val_fraction,
+        split=config.split,
+        seed=config.seed,
+        min_area=config.min_area,
+        other_axes=config.other_axes,
+        other_axes_stride=config.other_axes_stride,
+    )
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(
+    module: torch.nn.Module,
+    raw: PromptedMedSA,
+    optimizer: torch.optim.Optimizer,
+    data: TrainingSet,
+    indices: list[int],
+    rng: np.random.Generator,
+    sim: PromptSimConfig,
+    device: torch.device,
+    dice_weight: float = 1.0,
+    gamma: float = 2.0,
+) -> dict:
+    """One optimiser step on the cases ``indices`` (see the module docstring).
+
+    Parameters
+    ----------
+    module : nn.Module
+        ``raw`` or its DistributedDataParallel wrapper (the graded forward).
+    raw : PromptedMedSA
+        Used for the gradient-free iterative clicks.
+
+    Returns
+    -------
+    dict
+        ``loss`` (float), ``iters`` (iterative clicks run), ``clicks`` (mean
+        clicks per case in the final prompt).
+    """
+    cases = [data.cases[i] for i in indices]
+    side = data.spec.side
+    images = torch.stack([data.image(c) for c in cases]).to(device)
+    hws = [data.hw(c) for c in cases]
+    states = [initial_prompt(data.gt_yx(c), rng, sim) for c in cases]
+    n_iters = int(rng.integers(0, sim.max_iter_clicks + 1))
+    with torch.no_grad(), _autocast(device):
+        for _ in range(n_iters):
+            active = [i for i, s in enumerate(states) if s.takes_clicks]
+            if not active:
+                break
+            logits, _ = run_prompts(
+                raw,
+                images[active],
+                [states[i].slice_prompt() for i in active],
+                [hws[i] for i in active],
+                side,
+            )
+            logits = logits.float().cpu().numpy()
+            for j, i in enumerate(active):
+                add_error_click(states[i], logits[j], side)
+    targets, weights = [], []
+    for c in cases:
+        target, (h, w) = data.target(c)
+        weight = torch.zeros(target.shape)
+        weight[:h, :w] = 1.0
+        targets.append(target)
+        weights.append(weight)
+    target = torch.stack(targets).to(device)
+    weight = torch.stack(weights).to(device)
+    with _autocast(device):
+        logits, _ = run_prompts(module, images, [s.slice_prompt() for s in states], hws, side)
+    loss = segmentation_loss(logits.float(), target, weight, dice_weight, gamma)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {
+        "loss": float(loss.detach()),
+        "iters": n_iters,
+        "clicks": float(np.mean([len(s.points_yx) for s in states])),
+    }
+
+
+def medsa_digest(model: torch.nn.Module) -> str:
+    """Hash of the Med-SA parameters (equal on every rank when DDP keeps them in sync)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(medsa_state_dict(model).items()):
+        digest.update(key.encode())
+        digest.update(value.float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kwargs) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    """A tqdm bar (tqdm comes with napari); a silent stand-in when disabled or missing."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is installed with napari
+        return _NoBar()
+    return tqdm(total=total, initial=initial, desc="finetune", unit="step")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def _save_outputs(config, model, optimizer, step, epoch, rng, history, full) -> None:
+    save_medsa(model, config.out, full=full)
+    save_state(config.state_path, model, optimizer, step, epoch, rng, history, config.to_dict())
+    Path(str(config.out) + ".history.json").write_text(json.dumps(history, indent=1))
+
+
+def finetune(
+    config: FinetuneConfig,
+    volumes: list[Volume] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune the Med-SA parts; see the module docstring.
+
+    Parameters
+    ----------
+    config : FinetuneConfig
+    volumes : list of Volume, optional
+        Already loaded volumes (default: read ``config.data``).
+    progress : bool
+        Show a tqdm progress bar (rank 0).
+
+    Returns
+    -------
+    dict
+        The history: ``loss`` per step, ``epochs`` (per-epoch mean loss, seconds,
+        held-out figures), ``val_before``, case and parameter counts, ``out``.
+    """
+    info = distributed.setup(config.device)
+    try:
+        return _finetune(config, volumes, progress, info)
+    finally:
+        distributed.teardown(info)
+
+
+def _finetune(config, volumes, progress, info) -> dict:
+    torch.manual_seed(config.seed + info.rank)
+    rng = np.random.default_rng([config.seed, info.rank])
+    model = build_model(config)
+    total, trainable = count_parameters(model)
+    data = (
+        training_set_for(config, model, volumes)
+        if volumes is not None
+        else load_training_set(config, model)
+    )
+    model.to(info.device)
+    medsa_train_mode(model)
+    raw = PromptedMedSA(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    full = (
+        config.save_full
+        if config.save_full is not None
+        else not backbone_spec(config.backbone).bundled
+    )
+    val_cases = heldout_cases(
+        data.volumes, data.heldout, config.min_area, config.val_cases, config.seed
+    )
+    history: dict = {
+        "loss": [],
+        "epochs": [],
+        "val_before": None,
+        "n_train_cases": len(data),
+        "n_train_slices": len(data.images),
+        "heldout_objects": sorted([list(o) for o in data.heldout]),
+        "n_val_cases": len(val_cases),
+        "params_total": total,
+        "params_trainable": trainable,
+        "world_size": info.world_size,
+        "distributed": info.distributed,
+        "out": str(config.out),
+    }
+    step = epoch = 0
+    if config.resume:
+        payload = load_state(config.state_path)
+        restore_state(payload, model, optimizer, rng)
+        step, epoch = int(payload["step"]), int(payload["epoch"])
+        if info.rank != 0:  # the state holds rank 0's generator; others get their own
+            rng = np.random.default_rng([config.seed, info.rank, step])
+        history = dict(payload["history"])
+        logger.info("resumed from %s at step %d (epoch %d)", config.state_path, step, epoch)
+    module: torch.nn.Module = raw
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = DistributedDataParallel(
+            raw,
+            device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+    sampler = torch.utils.data.DistributedSampler(
+        range(len(data)),
+        num_replicas=info.world_size,
+        rank=info.rank,
+        shuffle=True,
+        seed=config.seed,
+    )
+    steps_per_epoch = max(1, math.ceil(sampler.num_samples / config.batch_size))
+    total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    history["steps_per_epoch"] = steps_per_epoch
+    history["total_steps"] = total_steps
+
+    def validate() -> dict | None:
+        if not val_cases:
+            return None
+        result = evaluate_model(
+            model, data.volumes, val_cases, info.device, config.val_max_clicks, config.val_box
+        )
+        medsa_train_mode(model)
+        return _jsonable(result)
+
+    if info.is_main and step == 0 and config.eval_before and history["val_before"] is None:
+        history["val_before"] = validate()
+    distributed.barrier(info)
+    bar = _progress_bar(total_steps, step, progress and info.is_main)
+    last_noc = None
+    while step < total_steps:
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        t0 = time.perf_counter()
+        losses = []
+        for b in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            indices = order[b * config.batch_size : (b + 1) * config.batch_size]
+            if not indices:
+                break
+            out = train_step(
+                module,
+                raw,
+                optimizer,
+                data,
+                indices,
+                rng,
+                config.prompts,
+                info.device,
+                config.dice_weight,
+                config.focal_gamma,
+            )
+            step += 1
+            losses.append(out["loss"])
+            history["loss"].append(out["loss"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{out['loss']:.4f}", noc90=last_noc, refresh=False)
+        epoch += 1
+        record = {
+            "epoch": epoch,
+            "step": step,
+            "loss": float(np.mean(losses)) if losses else None,
+            "seconds": time.perf_counter() - t0,
+            "val": None,
+        }
+        if info.is_main:
+            record["val"] = validate()
+            if record["val"]:
+                last_noc = f"{record['val']['noc90']:.2f}"
+                bar.set_postfix(loss=f"{record['loss']:.4f}", noc90=last_noc)
+            history["epochs"].append(record)
+            logger.info("epoch %d: %s", epoch, {k: v for k, v in record.items() if k != "val"})
+            _save_outputs(config, model, optimizer, step, epoch, rng, history, full)
+        distributed.barrier(info)
+    bar.close()
+    model.eval()
+    history["medsa_digest"] = medsa_digest(model)
+    return history

@@ -1,0 +1,168 @@
+"""The interactive 3D protocol with numpy engines of known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_medsam.evaluation.fakes import EmptyEngine, OracleEngine
+from napari_medsam.evaluation.protocol3d import (
+    dice3d,
+    dsc_auc,
+    format_table3d,
+    next_click_3d,
+    run_protocol3d,
+)
+from napari_medsam.prompts.intensity import IntensityWindow
+
+WINDOW = IntensityWindow(0.0, 1.0)
+
+
+def _volume():
+    labels = np.zeros((14, 24, 24), np.uint8)
+    yy, xx = np.mgrid[:24, :24]
+    for z in range(2, 12):
+        r = 3 + min(z - 2, 11 - z)  # largest in the middle
+        labels[z][(yy - 8) ** 2 + (xx - 8) ** 2 <= r * r] = 1
+    labels[4:9, 16:22, 16:22] = 2
+    return labels
+
+
+def test_dsc_auc_arithmetic():
+    assert dsc_auc([0.0, 1.0]) == 0.5
+    assert dsc_auc([0.5] * 6) == pytest.approx(0.5)
+    assert dsc_auc([0.0, 1, 1, 1, 1, 1]) == pytest.approx((0.5 + 4) / 5)
+    assert dsc_auc([0.7]) == 0.7
+    with pytest.raises(ValueError):
+        dsc_auc([])
+    a = np.zeros((2, 2, 2), bool)
+    assert dice3d(a, a) == 1.0
+    b = a.copy()
+    b[0, 0, 0] = True
+    assert dice3d(b, a) == 0.0 and dice3d(b, b) == 1.0
+
+
+def test_next_click_goes_to_centre_of_largest_error_component():
+    gt = np.zeros((9, 12, 12), bool)
+    gt[1:8, 1:8, 1:8] = True  # 7^3 missed: false negative
+    pred = np.zeros_like(gt)
+    pred[0:2, 9:12, 9:12] = True  # small false positive
+    assert next_click_3d(pred, gt) == (4, 4, 4, True)
+    pred2 = gt.copy()
+    pred2[:, 9:12, 0:12] = True  # big false positive slab
+    z, y, x, positive = next_click_3d(pred2, gt)
+    assert not positive and y == 10 and not gt[z, y, x]
+    assert next_click_3d(gt, gt) is None
+    # the spacing enters the distance transform: thick slices push the centre in-plane
+    slab = np.ones((3, 9, 9), bool)
+    assert next_click_3d(np.zeros_like(slab), slab)[:3] == (1, 1, 1)  # ties: first in raster order
+    assert next_click_3d(np.zeros_like(slab), slab, spacing_zyx_mm=(10.0, 1.0, 1.0))[1:3] == (4, 4)
+
+
+def test_oracle_engine_gives_dice_one_without_clicks():
+    labels = _volume()
+    engine = OracleEngine(labels)
+    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1, 2, 9], WINDOW, max_clicks=5,
+                            label_names={1: "ball", 2: "cube"})  # fmt: skip
+    assert report["skipped"] == [9]
+    for key in ("1", "2"):
+        r = report["labels"][key]
+        assert r["dice_per_interaction"] == [1.0] * 6
+        assert r["final_dice"] == 1.0 and r["dsc_auc"] == 1.0 and r["clicks"] == []
+        assert r["propagation_seconds"] >= 0.0
+    assert report["labels"]["1"]["z_start"] == 6 and report["labels"]["1"]["name"] == "ball"
+    assert report["labels"]["1"]["initial_slices"] == 9
+    assert report["mean"]["final_dice"] == 1.0
+    table = format_table3d(report)
+    assert "ball" in table and "mean" in table
+
+
+def test_empty_engine_gives_dice_zero_and_clicks_positive():
+    labels = _volume()
+    engine = EmptyEngine()
+    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW, max_clicks=3)
+    r = report["labels"]["1"]
+    assert r["dice_per_interaction"] == [0.0] * 4 and r["final_dice"] == 0.0 and r["dsc_auc"] == 0.0
+    assert len(r["clicks"]) == 3 and all(c["positive"] for c in r["clicks"])
+    assert all(labels[c["z"], c["y"], c["x"]] == 1 for c in r["clicks"])
+
+
+class StubbornOracle(OracleEngine):
+    """The oracle, except that slice ``bad_z`` comes out empty unless it gets a positive click."""
+
+    def __init__(self, labels_zyx, bad_z):
+        super().__init__(labels_zyx)
+        self.bad_z = bad_z
+
+    def _mask(self, image_yx, prompt, cache_key):
+        if cache_key[1] == self.bad_z and not (np.asarray(prompt.point_labels) == 1).any():
+            return np.zeros(np.shape(image_yx), bool)
+        return super()._mask(image_yx, prompt, cache_key)
+
+
+def test_a_click_corrects_a_slice_and_repropagation_recovers_the_rest():
+    labels = _volume()
+    engine = StubbornOracle(labels, bad_z=8)
+    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW, max_clicks=5)
+    r = report["labels"]["1"]
+    d = r["dice_per_interaction"]
+    assert d[0] < 0.9  # propagation up stopped at slice 8
+    assert r["clicks"][0]["positive"] and r["clicks"][0]["z"] >= 8
+    # the click's slice is kept and re-propagation fills the object up to its end; the
+    # slice the engine cannot do without a click needs its own click
+    assert d[0] < d[1] <= d[2] == 1.0 and r["final_dice"] == 1.0 and len(r["clicks"]) <= 2
+    assert r["dsc_auc"] == pytest.approx(dsc_auc(d))
+    assert all(labels[c["z"], c["y"], c["x"]] == 1 for c in r["clicks"])
+
+
+def test_shape_mismatch_is_an_error():
+    labels = _volume()
+    with pytest.raises(ValueError, match="shape"):
+        run_protocol3d(EmptyEngine(), labels[:3].astype(np.float32), labels, [1], WINDOW)
+
+
+def test_correction_box_uses_the_neighbour_and_contains_positive_clicks():
+    from napari_medsam.evaluation.protocol3d import correction_box
+
+    pred = np.zeros((6, 10, 10), bool)
+    pred[2, 2:5, 3:6] = True  # the box slice is 2; slices 3.. are empty
+    np.testing.assert_array_equal(correction_box(pred, 2, 2, np.zeros((0, 2))), [2, 3, 4, 5])
+    np.testing.assert_array_equal(correction_box(pred, 4, 2, np.zeros((0, 2))), [2, 3, 4, 5])
+    np.testing.assert_array_equal(correction_box(pred, 4, 2, np.array([[8, 1]])), [2, 1, 8, 5])
+    assert correction_box(np.zeros_like(pred), 4, 2, np.zeros((0, 2))) is None
+    np.testing.assert_array_equal(
+        correction_box(np.zeros_like(pred), 4, 2, np.array([[1, 1]])), [1, 1, 1, 1]
+    )
+
+
+def test_clicked_voxels_are_not_clicked_again():
+    gt = np.zeros((3, 5, 5), bool)
+    gt[1, 2, 2] = True
+    gt[1, 2, 3] = True
+    clicked = np.zeros_like(gt)
+    first = next_click_3d(np.zeros_like(gt), gt, clicked_zyx=clicked)
+    clicked[first[:3]] = True
+    second = next_click_3d(np.zeros_like(gt), gt, clicked_zyx=clicked)
+    assert second[:3] != first[:3] and second[3]
+    clicked[second[:3]] = True
+    assert next_click_3d(np.zeros_like(gt), gt, clicked_zyx=clicked) is None
+
+
+def test_outward_repropagation_keeps_the_slices_towards_the_box_slice():
+    labels = _volume()
+    engine = StubbornOracle(labels, bad_z=8)
+    out = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW, max_clicks=5)
+    both = run_protocol3d(
+        StubbornOracle(labels, bad_z=8),
+        labels.astype(np.float32),
+        labels,
+        [1],
+        WINDOW,
+        repropagate="both",
+    )
+    assert out["repropagate"] == "outward" and both["repropagate"] == "both"
+    assert out["labels"]["1"]["final_dice"] == both["labels"]["1"]["final_dice"] == 1.0
+    with pytest.raises(ValueError, match="repropagate"):
+        run_protocol3d(
+            EmptyEngine(), labels.astype(np.float32), labels, [1], WINDOW, repropagate="x"
+        )
