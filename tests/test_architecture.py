@@ -10,7 +10,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "napari_medsam"
 GUI_MODULES = ("qtpy", "PyQt5", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
-CORE = ("io", "prompts", "model", "tasks", "evaluation", "training")
+CORE = ("io", "prompts", "model", "tasks", "evaluation", "training", "session")
 TORCH_FREE = ("io", "prompts")
 
 
