@@ -19,6 +19,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_medsam import _widget_images as wi
 from napari_medsam import _widget_layers as wl
+from napari_medsam._widget_3d import Session3D
 from napari_medsam._widget_controls import CURRENT_DISPLAY, Controls, window_for_preset
 from napari_medsam._workers import JobRunner
 from napari_medsam.model.protocol import Engine
@@ -58,8 +59,10 @@ class MedSamWidget(QWidget):
         self._removed_zs: set[int] = set()
 
         self.controls = Controls(self)
+        self.session3d = Session3D(self)  # propagation, names, locks, undo, autosave
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls)
+        layout.addWidget(self.session3d.controls)
         layout.addStretch(1)
         self._connect()
         self._refresh_image_choices()
@@ -100,10 +103,7 @@ class MedSamWidget(QWidget):
         self._update_status()
 
     def load_checkpoint(self, path: str | Path | None) -> int:
-        """Load a checkpoint on the worker; on failure the current model stays.
-
-        Returns the job id of the load.
-        """
+        """Load a checkpoint on the worker (returns the job id); on failure the model stays."""
         checkpoint = None if path is None else str(path)
         what = Path(checkpoint).name if checkpoint else "bundled LiteMedSAM"
         device = self.controls.device_combo.currentText()
@@ -148,6 +148,7 @@ class MedSamWidget(QWidget):
         reason = wi.unsupported_reason(layer)
         self.controls.set_message(reason or "")
         if reason is not None:
+            self.session3d.detach()
             return  # nothing is set up, so no prompt can start a job
         self.image = layer
         self._setup_layers()
@@ -163,16 +164,20 @@ class MedSamWidget(QWidget):
             clicks = wl.ensure_clicks_layer(self.viewer, image)
         finally:
             self._ignore_layer_events = False
+        negative = self.controls.negative_check
         for layer in (clicks, boxes):
             layer.events.data.connect(self._on_prompt_data)  # connect() ignores repeats
-            layer.bind_key("n", self._toggle_negative_key, overwrite=True)
-            layer.bind_key("Enter", self._commit_key, overwrite=True)
+            layer.bind_key(
+                "n", lambda _: negative.setChecked(not negative.isChecked()), overwrite=True
+            )
+            layer.bind_key("Enter", lambda _: self.commit_object(), overwrite=True)
         if self._on_clicks_press not in clicks.mouse_drag_callbacks:
             clicks.mouse_drag_callbacks.insert(0, self._on_clicks_press)
         self._on_negative_toggled(self.controls.negative_check.isChecked())
         boxes.mode = "add_rectangle"
         clicks.mode = "add"
         self.viewer.layers.selection.active = clicks
+        self.session3d.attach(image, self.labels)
 
     def _clicks(self):
         return wl.find_layer(self.viewer, wl.CLICKS_NAME, wl.Points)
@@ -215,13 +220,6 @@ class MedSamWidget(QWidget):
             clicks.feature_defaults["positive"] = not negative
         self.controls.show_click_mode(negative)
 
-    def _toggle_negative_key(self, layer=None) -> None:
-        check = self.controls.negative_check
-        check.setChecked(not check.isChecked())
-
-    def _commit_key(self, layer=None) -> None:
-        self.commit_object()
-
     def _on_clicks_press(self, layer, event):
         # Shift held while clicking flips the sign of this one click
         negative = self.controls.negative_check.isChecked() != ("Shift" in event.modifiers)
@@ -262,8 +260,7 @@ class MedSamWidget(QWidget):
         if self.segment(z) is None and self.labels is not None:
             # no prompt left on the slice: the object has no voxels there any more
             self.segment_runner.cancel()
-            empty = np.zeros(self.image.data.shape[1:], dtype=bool)
-            wl.paint_slice_mask(self.labels, z, label, empty)
+            self.session3d.clear_slice(label, z)
 
     def _remove_last(self, layer) -> None:
         self._ignore_layer_events = True
@@ -275,10 +272,7 @@ class MedSamWidget(QWidget):
 
     # -------------------------------------------------------------- jobs
     def segment(self, z: int) -> int | None:
-        """Segment the current object on slice ``z`` from the prompts on it.
-
-        Returns the job id, or None when nothing was submitted.
-        """
+        """Segment the current object on slice ``z`` from its prompts; the job id or None."""
         if self.image is None:
             show_warning("MedSAM: choose a 3D image layer first.")
             return None
@@ -290,6 +284,8 @@ class MedSamWidget(QWidget):
         )
         if prompt.is_empty:
             return None
+        if not self.session3d.before_segment(label, z, prompt):
+            return None  # the object is locked
         task = segment_job(
             self.holder,
             self.image.data,
@@ -312,12 +308,14 @@ class MedSamWidget(QWidget):
         task = embed_job(
             self.holder, self.image.data, self.current_window(), zs, self._volume_key()
         )
+        self.session3d.end_propagation()
         return self.segment_runner.submit(task)
 
     def _on_slice_mask(self, result: SliceMask) -> None:
         if not self.segment_runner.is_current(result.job_id) or self.labels is None:
             return  # superseded while queued: never paint
-        wl.paint_slice_mask(self.labels, result.z, result.label, result.mask_yx)
+        if not self.session3d.paint_result(result):
+            return
         if result.logits_lowres is not None:
             self._logits[(result.label, result.z)] = result.logits_lowres
         message = f"slice {result.z}: {int(result.mask_yx.sum())} px, score {result.score:.2f}"
@@ -367,6 +365,7 @@ class MedSamWidget(QWidget):
     # ------------------------------------------------------------ objects
     def _on_label_changed(self, value: int) -> None:
         self._logits = {k: v for k, v in self._logits.items() if k[0] == value}
+        self.session3d.on_label_changed(value)
 
     def _on_device_changed(self, device: str) -> None:
         if not device or device == self.holder.device:
@@ -395,4 +394,5 @@ class MedSamWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self.segment_runner.cancel()
         self.model_runner.cancel()
+        self.session3d.close()
         super().closeEvent(event)

@@ -30,7 +30,7 @@ HELP_TEXT = (
     "<b>Box</b>: select the <i>boxes</i> layer and drag a rectangle.<br>"
     "Each click or box segments the current object on that slice. "
     "<b>Enter</b> (or <i>Commit object</i>) finishes it; the next object gets the next id. "
-    "Ctrl+Z on the labels layer undoes a paint."
+    "Ctrl+Z / Ctrl+Shift+Z: undo / redo."
 )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
+from napari_medsam.tasks.propagate import propagate
 from napari_medsam.tasks.segment import Window, embed_slices, segment_slice
 from napari_medsam.types import Progress, SlicePrompt
 
@@ -49,6 +50,38 @@ def segment_job(
         yield from _engine(holder, job_id)
         yield from segment_slice(
             holder.get(), volume_zyx, window, z, prompt, label, job_id, cache_key_prefix
+        )
+
+    return task
+
+
+def propagate_job(
+    holder: EngineHolder,
+    volume_zyx,
+    window: Window,
+    start_z: int,
+    start_mask_yx,
+    label: int,
+    cache_key_prefix: Hashable,
+    **options,
+) -> Task:
+    """Propagate one object from slice ``start_z`` (see :func:`~napari_medsam.tasks.propagate.propagate`).
+
+    ``options`` are passed on (``locked_zs``, ``locked_masks``, ``clear_past_end``, ...).
+    """
+
+    def task(job_id: int):
+        yield from _engine(holder, job_id)
+        yield from propagate(
+            holder.get(),
+            volume_zyx,
+            window,
+            start_z,
+            start_mask_yx,
+            label,
+            job_id,
+            cache_key_prefix,
+            **options,
         )
 
     return task

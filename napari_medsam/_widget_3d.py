@@ -1,0 +1,397 @@
+"""The 3D workflow of the MedSAM widget: propagation, corrections, names, locks, undo, autosave.
+
+:class:`Session3D` is composed by :class:`napari_medsam._widget.MedSamWidget`
+and keeps, per scan, the Qt-free session objects of :mod:`napari_medsam.session`:
+a :class:`SessionState` (names, locks, corrected slices, prompts), an
+:class:`UndoStack` and, when the scan is a file, an :class:`Autosaver` writing
+``<scan>.medsam-session/`` beside it (or in the user cache).
+
+Undo policy: the session's undo stack is the one the keys drive. Ctrl+Z and
+Ctrl+Shift+Z on the clicks, boxes and labels layers are bound to it (replacing
+napari's labels-layer undo keys); a whole propagation is one step, napari
+brush strokes are steps of their own. Every edit, undo and redo included, is
+written through ``Labels.data_setitem``, so napari's per-layer history stays a
+true, linear log of changes: calling ``labels.undo()`` directly reverts the
+latest change in time, never something stale.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import QObject, QTimer
+
+from napari_medsam import _widget_3d_controls as dialogs
+from napari_medsam._widget_3d_controls import Session3DControls
+from napari_medsam._widget_3d_files import SessionFiles
+from napari_medsam._widget_3d_paint import (
+    LayerArray,
+    history_item_to_flat,
+    paint_on_layer,
+    revert_locked,
+    save_labels_layer,
+)
+from napari_medsam.session import LockedLabelError, SessionState, UndoStack
+from napari_medsam.tasks.jobs import propagate_job
+from napari_medsam.tasks.propagate import DEFAULT_MIN_AREA
+from napari_medsam.types import SliceMask
+
+
+def _uid(layer) -> object:
+    return None if layer is None else getattr(layer, "unique_id", id(layer))
+
+
+class Session3D(QObject):
+    """Propagation, object names and locks, undo / redo and autosave for one widget.
+
+    Parameters
+    ----------
+    widget : MedSamWidget
+        The owner; its runner, engine holder, image and labels layers are used.
+    """
+
+    def __init__(self, widget):
+        super().__init__(widget)
+        self.w = widget
+        self.controls = Session3DControls()
+        self.state = SessionState()
+        self.undo_stack = UndoStack()
+        self.files = SessionFiles()
+        self.image = None
+        self.labels = None
+        self.propagation_job: int | None = None
+        self._own_write = False
+        self._layer_paints: list = []
+        self._last_corrected: dict[int, int] = {}
+        c = self.controls
+        c.propagate_button.clicked.connect(lambda: self.propagate())
+        c.repropagate_button.clicked.connect(lambda: self.propagate(again=True))
+        c.cancel_button.clicked.connect(self.cancel)
+        c.undo_button.clicked.connect(self.undo)
+        c.redo_button.clicked.connect(self.redo)
+        c.save_button.clicked.connect(lambda: self.save_labels())
+        c.lock_check.toggled.connect(self._on_lock_toggled)
+        c.name_combo.activated.connect(self._on_name_chosen)
+        c.name_combo.lineEdit().editingFinished.connect(self._on_name_chosen)
+        widget.segment_runner.finished.connect(self._on_runner_finished)
+        self._show_undo()
+
+    @property
+    def label(self) -> int:
+        """The current object's label id (the widget's spin box)."""
+        return int(self.w.controls.label_spin.value())
+
+    # ------------------------------------------------------------ lifetime
+    def attach(self, image, labels) -> None:
+        """Follow ``image`` and its ``labels`` layer; a new scan opens (or restores) its session."""
+        if _uid(image) == _uid(self.image) and _uid(labels) == _uid(self.labels):
+            return
+        new_scan = _uid(image) != _uid(self.image)
+        self._unbind()
+        self.image, self.labels = image, labels
+        self.undo_stack = UndoStack()
+        if new_scan:
+            self._open_session()
+        labels.events.paint.connect(self._on_layer_paint)
+        layers = [labels, self.w._clicks(), self.w._boxes()]
+        for layer in filter(None, layers):
+            layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
+            layer.bind_key("Control-Shift-Z", lambda _layer: self.redo(), overwrite=True)
+        for layer in filter(None, layers[1:]):
+            layer.bind_key("P", lambda _layer: self.propagate(), overwrite=True)
+            layer.bind_key("Shift-P", lambda _layer: self.propagate(again=True), overwrite=True)
+        self.on_label_changed(self.label)
+        self._show_undo()
+
+    def detach(self) -> None:
+        """The widget has no usable image any more."""
+        self.end_propagation()
+        self._unbind()
+        self.files.close()
+        self.image = self.labels = None
+
+    def _unbind(self) -> None:
+        self._record_layer_paints()
+        if self.labels is not None:
+            self.labels.events.paint.disconnect(self._on_layer_paint)
+
+    @property
+    def saver(self):
+        """The session's :class:`~napari_medsam.session.Autosaver` (None before the first change)."""
+        return self.files.saver
+
+    def _open_session(self) -> None:
+        self._last_corrected = {}
+        self.state, restored = self.files.open(
+            self.image, self.labels, lambda info: dialogs.ask_restore(self.w, info)
+        )
+        if restored and self.state.active_label:
+            self.w.controls.label_spin.setValue(int(self.state.active_label))
+        where = "autosaves beside the scan" if self.files.path else "not saved (no scan file)"
+        self.controls.session_label.setText(f"Session: {where}. Hover here for help.")
+
+    def close(self) -> None:
+        """Finish: end a running propagation, save what is pending, stop the saver."""
+        self.end_propagation()
+        self.files.close()
+
+    # ------------------------------------------------------------ objects
+    def is_locked(self, label: int) -> bool:
+        registry = self.state.registry
+        return label in registry and registry[label].locked
+
+    def _ensure_registered(self, label: int) -> None:
+        registry = self.state.registry
+        if label not in registry:
+            name = self.controls.name_combo.currentText().strip() if label == self.label else ""
+            registry.add(name or f"label {label}", label)
+
+    def on_label_changed(self, label: int) -> None:
+        """Show the name and lock of object ``label``."""
+        registry = self.state.registry
+        if label in registry:
+            name, locked = registry[label].name, registry[label].locked
+        else:
+            name, locked = f"label {label}", False  # until the user names it
+        self.controls.show_object(name, locked)
+        self.state.active_label = int(label)
+
+    def _on_name_chosen(self, *args) -> None:
+        name = self.controls.name_combo.currentText().strip()
+        label = self.label
+        if not name or (label in self.state.registry and self.state.registry.name(label) == name):
+            return
+        if label in self.state.registry:
+            self.state.registry.rename(label, name)
+        else:
+            self.state.registry.add(name, label)
+        self._changed()
+
+    def _on_lock_toggled(self, locked: bool) -> None:
+        self._ensure_registered(self.label)
+        self.state.registry.set_locked(self.label, locked)
+        self._changed()
+
+    def before_segment(self, label: int, z: int, prompt) -> bool:
+        """A prompt asks to segment ``label`` on slice ``z``: False (with a warning) if locked."""
+        if self.is_locked(label):
+            show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; unlock it first.")
+            return False
+        self.end_propagation()  # a prompt supersedes a running propagation
+        self.state.set_prompt(label, z, prompt)
+        return True
+
+    # ------------------------------------------------------------ painting
+    @contextmanager
+    def _writing(self):
+        self._own_write, before = True, self._own_write
+        try:
+            yield
+        finally:
+            self._own_write = before
+
+    def paint_result(self, result: SliceMask, by_user: bool | None = None) -> bool:
+        """Paint a job's mask (a user prompt's result, or a propagated slice) as an undo step.
+
+        A user prompt's slice counts as corrected by hand: re-propagation keeps it.
+        Returns False when nothing could be painted (the object is locked).
+        """
+        self._record_layer_paints()  # a brush stroke still queued comes first
+        label, z = int(result.label), int(result.z)
+        if by_user is None:
+            by_user = result.job_id != self.propagation_job
+        if self.is_locked(label):
+            show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; not painted.")
+            return False
+        self._ensure_registered(label)
+        newly = [(label, z)] if by_user and z not in self.state.corrected_zs(label) else []
+        try:
+            with self._writing():
+                index, old, new = paint_on_layer(
+                    self.labels,
+                    z,
+                    result.mask_yx,
+                    label,
+                    self.state.registry.locked_ids(),
+                    self.controls.overwrite_check.isChecked(),
+                )
+        except LockedLabelError as exc:  # locked between submit and result
+            show_warning(f"MedSAM: {exc}")
+            return False
+        name = f"segment slice {z}" if by_user else "propagate"
+        self.undo_stack.record(
+            index, old, new, label, name, {"corrected": newly} if newly else None
+        )
+        if by_user:
+            self.state.mark_corrected(label, z)
+            self._last_corrected[label] = z
+        self._changed()
+        return True
+
+    def clear_slice(self, label: int, z: int) -> None:
+        """Remove object ``label`` from slice ``z`` (its last prompt there was deleted)."""
+        empty = np.zeros(self.labels.data.shape[1:], bool)
+        self.paint_result(SliceMask(-1, z, label, empty, 0.0, None), by_user=False)
+        self.state.clear_prompts(label, z)
+        self.state.unmark_corrected(label, z)
+
+    def _on_layer_paint(self, event) -> None:
+        # napari emits ``paint`` before it writes a single (non-stroke) edit: handle it
+        # once control is back in the event loop, when the voxels hold the new values
+        if self._own_write or self.labels is None:
+            return
+        self._layer_paints.append(event.value)
+        if len(self._layer_paints) == 1:
+            QTimer.singleShot(0, self._record_layer_paints)
+
+    def _record_layer_paints(self) -> None:
+        """napari's brush, eraser or fill changed the labels: record it as a correction."""
+        items, self._layer_paints = self._layer_paints, []
+        if self.labels is None or not items:
+            return
+        shape = tuple(self.labels.data.shape)
+        index, old, new = history_item_to_flat([a for item in items for a in item], shape)
+        locked = self.state.registry.locked_ids()
+        index, old, new, reverted = revert_locked(self.labels, index, old, new, locked)
+        if reverted:  # a lock holds against the brush too
+            show_warning("MedSAM: locked objects are not changed by the brush.")
+        if index.size == 0:
+            return
+        zs = np.unique(index // int(np.prod(shape[1:])))
+        touched = {int(v) for v in np.unique(np.concatenate([old, new])) if v} or {self.label}
+        newly = [
+            (lab, int(z)) for lab in touched for z in zs if z not in self.state.corrected_zs(lab)
+        ]
+        for lab, z in newly:
+            self.state.mark_corrected(lab, z)
+        for lab in touched:
+            self._last_corrected[lab] = int(zs[-1])
+        self.undo_stack.record(
+            index, old, new, self.label, "brush", {"corrected": newly} if newly else None
+        )
+        self._changed()
+
+    # ------------------------------------------------------------ propagation
+    def current_z(self) -> int:
+        """The image slice the viewer shows."""
+        z = np.round(self.image.world_to_data(self.w.viewer.dims.point)[0])
+        return int(np.clip(z, 0, self.image.data.shape[0] - 1))
+
+    def propagate(self, start_z: int | None = None, again: bool = False) -> int | None:
+        """Propagate the current object from ``start_z`` through the volume on the worker.
+
+        ``start_z`` defaults to the slice shown, or with ``again`` to the slice
+        corrected last. Slices corrected by hand are never overwritten: the run
+        passes through them, seeded by their masks. Returns the job id.
+        """
+        w, label = self.w, self.label
+        self._record_layer_paints()
+        if w.image is None or self.labels is None:
+            show_warning("MedSAM: choose a 3D image layer first.")
+            return None
+        if self.is_locked(label):
+            show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; unlock it first.")
+            return None
+        if start_z is None:
+            start_z = self._last_corrected.get(label) if again else None
+            start_z = self.current_z() if start_z is None else start_z
+        seed = np.asarray(self.labels.data[start_z]) == label
+        if np.count_nonzero(seed) < DEFAULT_MIN_AREA:
+            show_warning(
+                f"MedSAM: object {label} is not on slice {start_z}: segment it there first."
+            )
+            return None
+        locked_zs = self.state.corrected_zs(label) - {int(start_z)}
+        locked_masks = {z: np.asarray(self.labels.data[z]) == label for z in locked_zs}
+        task = propagate_job(
+            w.holder,
+            w.image.data,
+            w.current_window(),
+            int(start_z),
+            seed,
+            label,
+            w._volume_key(),
+            locked_zs=locked_zs,
+            locked_masks=locked_masks,
+            clear_past_end=True,
+        )
+        self.end_propagation()
+        self._ensure_registered(label)
+        self.undo_stack.begin_group(f"propagate {self.state.registry.name(label)}", label)
+        self.propagation_job = w.segment_runner.submit(task)
+        self.controls.set_propagating(True)
+        return self.propagation_job
+
+    def cancel(self) -> None:
+        """Stop the running propagation; the slices painted so far stay (one undo step)."""
+        self.w.segment_runner.cancel()
+        self.end_propagation()
+
+    def end_propagation(self) -> None:
+        """Close the propagation's undo step (it finished, was cancelled or superseded)."""
+        if self.propagation_job is None:
+            return
+        self.propagation_job = None
+        if self.undo_stack.in_group:
+            self.undo_stack.end_group()
+        self.controls.set_propagating(False)
+        self._changed()
+
+    def _on_runner_finished(self, job_id: int) -> None:
+        if self.propagation_job is not None and not self.w.segment_runner.busy:
+            self.end_propagation()
+
+    # ------------------------------------------------------------ undo / redo
+    def undo(self) -> None:
+        self._undo_redo(undo=True)
+
+    def redo(self) -> None:
+        self._undo_redo(undo=False)
+
+    def _undo_redo(self, undo: bool) -> None:
+        if self.labels is None:
+            return
+        self._record_layer_paints()
+        if self.propagation_job is not None:
+            self.cancel()  # a running propagation is stopped, then undone as a whole
+        with self._writing():
+            target = LayerArray(self.labels)
+            step = self.undo_stack.undo(target) if undo else self.undo_stack.redo(target)
+        if step is None:
+            return
+        for label, z in step.extra.get("corrected", ()):
+            if undo:
+                self.state.unmark_corrected(label, z)
+            else:
+                self.state.mark_corrected(label, z)
+        self.w._update_status(f"{'undid' if undo else 'redid'} {step.name}")
+        self._changed()
+
+    def _show_undo(self) -> None:
+        names = self.undo_stack.undo_names
+        self.controls.set_undo_state(
+            self.undo_stack.can_undo(), self.undo_stack.can_redo(), names[-1] if names else None
+        )
+
+    # ------------------------------------------------------------ saving
+    def _changed(self) -> None:
+        """Something changed: refresh the undo buttons and schedule an autosave."""
+        self._show_undo()
+        if self.propagation_job is not None or self.labels is None:
+            return  # a propagation is saved once, when it ends
+        self.state.active_label = self.label
+        if self.image is not None:
+            self.state.window = tuple(float(v) for v in self.image.contrast_limits)
+        self.files.autosave(self.labels.data, self.state)
+
+    def save_labels(self, path: str | Path | None = None) -> Path | None:
+        """Save the labels as NIfTI on the scan's grid, plus the label-name sidecars."""
+        path = path or (dialogs.ask_save_path(self.w) if self.labels is not None else None)
+        if not path:
+            return None
+        written = save_labels_layer(self.labels, self.state.registry, path)
+        show_info(f"MedSAM: saved {written.name} and its label names")
+        return written

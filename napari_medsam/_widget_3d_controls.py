@@ -1,0 +1,142 @@
+"""The 3D section of the MedSAM dock widget: object name, lock, propagation, undo, save (Qt only)."""
+
+from __future__ import annotations
+
+import time
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+HELP_3D = (
+    "<b>Propagate</b> (key <b>P</b> on the clicks/boxes layer) segments the current object "
+    "on the slices above and below the one shown, from its mask there. Correct any slice "
+    "with clicks, a box or napari's brush, then <b>Re-propagate</b> (<b>Shift+P</b>) from "
+    "that slice: hand-corrected slices are kept. <b>Ctrl+Z</b> / <b>Ctrl+Shift+Z</b>: "
+    "undo / redo (a whole propagation is one step). The session autosaves next to the scan."
+)
+
+
+def ask_restore(parent, info) -> bool:
+    """Ask whether to restore a saved session (tests replace this function)."""
+    from qtpy.QtWidgets import QMessageBox
+
+    names = ", ".join(info.label_names.values()) or "no named objects"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.saved_at))
+    answer = QMessageBox.question(
+        parent,
+        "Restore MedSAM session?",
+        f"A session of this scan was saved on {when} ({names}). Restore it?",
+        QMessageBox.Yes | QMessageBox.No,
+        QMessageBox.Yes,
+    )
+    return answer == QMessageBox.Yes
+
+
+def ask_save_path(parent) -> str | None:
+    """Ask where to save the labels (tests pass a path instead)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getSaveFileName(parent, "Save labels", "", "NIfTI (*.nii.gz *.nii)")
+    return path or None
+
+
+def preset_label_names() -> list[str]:
+    """TotalSegmentator class names, the common abdominal organs first."""
+    from napari_medsam.session.presets import COMMON_ABDOMINAL, TOTALSEGMENTATOR_NAMES
+
+    first = [TOTALSEGMENTATOR_NAMES[i] for i in COMMON_ABDOMINAL if i in TOTALSEGMENTATOR_NAMES]
+    rest = [n for i, n in sorted(TOTALSEGMENTATOR_NAMES.items()) if n not in first]
+    return first + rest
+
+
+class Session3DControls(QWidget):
+    """Name / lock of the current object, propagation buttons, undo / redo, save."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.name_combo = QComboBox()
+        self.name_combo.setEditable(True)
+        self.name_combo.addItems(preset_label_names())
+        self.name_combo.setToolTip(
+            "Name of the current object: a TotalSegmentator class or any text (Enter)"
+        )
+        self.lock_check = QCheckBox("Lock")
+        self.lock_check.setToolTip("A locked object's voxels are never overwritten")
+        self.overwrite_check = QCheckBox("New masks may replace unlocked objects")
+        self.overwrite_check.setToolTip(
+            "Off: a new mask only takes background voxels. On: it also takes voxels of "
+            "other objects that are not locked."
+        )
+        self.propagate_button = QPushButton("Propagate (P)")
+        self.propagate_button.setToolTip(
+            "Segment the current object through the volume from the slice shown"
+        )
+        self.repropagate_button = QPushButton("Re-propagate (Shift+P)")
+        self.repropagate_button.setToolTip(
+            "Propagate again from the last corrected slice; corrected slices are kept"
+        )
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        self.save_button = QPushButton("Save labels…")
+        self.save_button.setToolTip(
+            "NIfTI on the scan's grid, with label names for 3D Slicer / ITK-SNAP"
+        )
+        self.session_label = QLabel()
+        self.session_label.setToolTip(HELP_3D)
+        self.session_label.setWordWrap(True)
+
+        name_row = QHBoxLayout()
+        name_row.addWidget(self.name_combo, 1)
+        name_row.addWidget(self.lock_check)
+        form = QFormLayout()
+        form.addRow("Object name", name_row)
+        propagate_row = QHBoxLayout()
+        propagate_row.addWidget(self.propagate_button)
+        propagate_row.addWidget(self.repropagate_button)
+        propagate_row.addWidget(self.cancel_button)
+        edit_row = QHBoxLayout()
+        edit_row.addWidget(self.undo_button)
+        edit_row.addWidget(self.redo_button)
+        edit_row.addWidget(self.save_button)
+
+        box = QGroupBox("3D")
+        inner = QVBoxLayout(box)
+        inner.addLayout(form)
+        inner.addWidget(self.overwrite_check)
+        inner.addLayout(propagate_row)
+        inner.addLayout(edit_row)
+        inner.addWidget(self.session_label)
+        box.setToolTip(HELP_3D)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(box)
+
+    def show_object(self, name: str, locked: bool) -> None:
+        """Display the current object's name and lock without emitting signals."""
+        for widget in (self.name_combo, self.lock_check):
+            widget.blockSignals(True)
+        self.name_combo.setCurrentText(name)
+        self.lock_check.setChecked(locked)
+        for widget in (self.name_combo, self.lock_check):
+            widget.blockSignals(False)
+
+    def set_propagating(self, running: bool) -> None:
+        self.cancel_button.setVisible(running)
+        self.propagate_button.setEnabled(not running)
+        self.repropagate_button.setEnabled(not running)
+
+    def set_undo_state(self, can_undo: bool, can_redo: bool, last: str | None) -> None:
+        self.undo_button.setEnabled(can_undo)
+        self.redo_button.setEnabled(can_redo)
+        self.undo_button.setToolTip(f"Undo {last} (Ctrl+Z)" if last else "Nothing to undo")

@@ -1,0 +1,152 @@
+"""Label edits on a napari Labels layer that the session's undo stack can record and replay.
+
+GUI thread only. Every edit goes through ``Labels.data_setitem`` so the display
+refreshes and napari's own per-layer history stays a true log of what changed
+(the session's :class:`~napari_medsam.session.undo.UndoStack` is the one the
+keys drive; see :mod:`napari_medsam._widget_3d`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Labels
+
+from napari_medsam.session.painting import paint_mask
+
+
+class LayerArray:
+    """Array-like view of a Labels layer whose writes go through ``data_setitem``.
+
+    :meth:`UndoStack.undo` / :meth:`UndoStack.redo` read and write voxels by
+    fancy indexing; handing them this instead of ``layer.data`` makes every
+    undo refresh the display and enter napari's history like any other edit.
+    """
+
+    def __init__(self, layer: Labels):
+        self.layer = layer
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.layer.data.shape)
+
+    @property
+    def dtype(self):
+        return self.layer.data.dtype
+
+    def __getitem__(self, key):
+        return self.layer.data[key]
+
+    def __setitem__(self, key, values) -> None:
+        values = np.broadcast_to(np.asarray(values, self.layer.data.dtype), np.shape(key[0]))
+        self.layer.data_setitem(key, np.array(values))
+
+
+def paint_on_layer(
+    layer: Labels,
+    z: int,
+    mask_yx: np.ndarray,
+    label: int,
+    locked_ids: Collection[int] = frozenset(),
+    overwrite_unlocked: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply :func:`~napari_medsam.session.painting.paint_mask` to slice ``z`` of a layer.
+
+    Returns
+    -------
+    index : np.ndarray
+        (N,) int64 C-order flat voxel indices that changed.
+    old, new : np.ndarray
+        (N,) values before and after, in the layer's dtype.
+    """
+    slice_yx = np.array(layer.data[z], copy=True)
+    in_slice, old = paint_mask(slice_yx[None], 0, mask_yx, label, locked_ids, overwrite_unlocked)
+    new = slice_yx.reshape(-1)[in_slice]
+    if in_slice.size:
+        ys, xs = np.divmod(in_slice, slice_yx.shape[1])
+        layer.data_setitem((np.full(in_slice.size, int(z), np.intp), ys, xs), new)
+    return in_slice + int(z) * slice_yx.size, old, new
+
+
+def revert_locked(layer: Labels, index, old, new, locked_ids: Collection[int]):
+    """Put back voxels of locked labels that an edit (flat diffs) changed.
+
+    Returns
+    -------
+    index, old, new : np.ndarray
+        The diffs without the reverted voxels.
+    reverted : int
+        Number of voxels put back.
+    """
+    locked = list(locked_ids)
+    bad = np.isin(old, locked) & (old != new) if locked else np.zeros(index.size, bool)
+    if not bad.any():
+        return index, old, new, 0
+    first = np.unique(index[bad], return_index=True)[1]  # first atom holds the true old value
+    layer.data[np.unravel_index(index[bad][first], layer.data.shape)] = old[bad][first]
+    layer.refresh()
+    keep = ~np.isin(index, index[bad])
+    return index[keep], old[keep], new[keep], int(first.size)
+
+
+def history_item_to_flat(item, shape_zyx: tuple[int, ...]):
+    """Flatten one napari labels history item (a list of atoms) into voxel diffs.
+
+    Handles both atom kinds of napari 0.9: the ``(indices, old, new)`` tuple of
+    ``data_setitem`` and the masked bounding-box atom of the brush, fill and polygon.
+
+    Returns
+    -------
+    index : np.ndarray
+        (N,) int64 C-order flat indices (repeats possible, in edit order).
+    old, new : np.ndarray
+        (N,) values before and after each atom.
+    """
+    parts = []
+    for atom in item:
+        if hasattr(atom, "slice_key"):  # napari's _MaskedPaintAtom
+            box = atom.slice_key
+            starts = [s.start or 0 for s in box]
+            stops = [
+                s.stop if s.stop is not None else n for s, n in zip(box, shape_zyx, strict=True)
+            ]
+            grid = np.indices([b - a for a, b in zip(starts, stops, strict=True)]).reshape(
+                len(box), -1
+            )
+            coords = grid + np.asarray(starts)[:, None]
+            old = np.asarray(atom.old_values).reshape(-1)
+            if atom.mask is not None:
+                coords = coords[:, np.asarray(atom.mask).reshape(-1)]
+            new = np.full(coords.shape[1], atom.new_value, dtype=old.dtype)
+            index = np.ravel_multi_index(tuple(coords), shape_zyx)
+        else:
+            indices, old, new = atom
+            index = np.ravel_multi_index(tuple(np.asarray(i) for i in indices), shape_zyx)
+            index = np.asarray(index).reshape(-1)
+            old = np.asarray(old).reshape(-1)
+            new = np.broadcast_to(np.asarray(new), index.shape).copy()
+        parts.append((np.asarray(index, np.int64), old, new))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
+def save_labels_layer(layer: Labels, registry, path: str | Path) -> Path:
+    """Write ``layer`` as NIfTI on its scan's grid and ``registry``'s sidecars next to it.
+
+    A path without ``.nii`` / ``.nii.gz`` gets ``.nii.gz``. Ids in the volume
+    missing from the registry are registered (TotalSegmentator names) first.
+    Returns the NIfTI written.
+    """
+    from napari_medsam.io.napari_writer import write_labels
+
+    path = str(path)
+    if not path.lower().endswith((".nii", ".nii.gz")):
+        path += ".nii.gz"
+    meta = {"metadata": layer.metadata, "scale": tuple(layer.scale), "name": layer.name}
+    written = Path(write_labels(path, np.asarray(layer.data), meta)[0])
+    registry.sync_with(layer.data)
+    registry.save_sidecars(written)
+    return written
