@@ -1,5 +1,7 @@
 """The engine: preprocessing, byte-bounded embedding cache, prompts, loading, devices."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -31,13 +33,21 @@ def _slice(h=40, w=70, seed=0):
 # ---- preprocessing -------------------------------------------------------------------
 
 
-def test_preprocess_litemedsam_resizes_longest_side_and_pads():
-    image = np.full((50, 100), 0.5, np.float32)
+def test_preprocess_litemedsam_stretches_to_the_square_input():
+    # LiteMedSAM is fed as its own package feeds it: both axes resized to 256, no padding
+    image = np.zeros((50, 100), np.float32)
+    image[:25] = 1.0  # top half bright
     batch = preprocess_slices([image, np.ones((256, 128), np.float32)], LITEMEDSAM.input_spec)
     assert batch.shape == (2, 3, 256, 256) and batch.dtype == torch.float32
+    assert batch[0, :, :120].min() == 1 and batch[0, :, 136:].max() == 0  # no normalisation
+    assert batch[1].min() == 1  # (256, 128) fills the whole square: no padding
+
+
+def test_preprocess_longest_side_pads_bottom_and_right():
+    spec = replace(LITEMEDSAM.input_spec, resize="longest_side")
+    batch = preprocess_slices([np.full((50, 100), 0.5, np.float32)], spec)
     torch.testing.assert_close(batch[0, :, :128, :], torch.full((3, 128, 256), 0.5))
-    assert batch[0, :, 128:].abs().max() == 0  # bottom padding, no normalisation
-    assert batch[1, :, :, :128].min() == 1 and batch[1, :, :, 128:].max() == 0
+    assert batch[0, :, 128:].abs().max() == 0
 
 
 def test_preprocess_sam_scales_and_normalises_before_padding():

@@ -11,6 +11,7 @@ from napari_medsam.prompts.geometry import (
     lowres_logits_to_slice,
     points_yx_to_model_xy,
     resize_bilinear,
+    resized_shape,
 )
 
 
@@ -34,22 +35,45 @@ def test_longest_side_shape_rejects_empty():
 
 
 def test_points_flip_yx_to_xy_on_non_square_slice():
-    # (H, W) = (50, 100) -> model (128, 256): both axes scale by 2.56, x must come from col
+    # (H, W) = (50, 100) -> model (128, 256): both axes scale by 2.56, x must come from col;
+    # a click is the centre of its pixel: (i + 0.5) * scale
     pts = points_yx_to_model_xy(np.array([[10.0, 80.0], [49.0, 0.0]]), (50, 100), 256)
     assert pts.dtype == np.float32 and pts.shape == (2, 2)
-    np.testing.assert_allclose(pts, [[80 * 2.56, 10 * 2.56], [0.0, 49 * 2.56]], rtol=1e-6)
+    np.testing.assert_allclose(
+        pts, [[80.5 * 2.56, 10.5 * 2.56], [0.5 * 2.56, 49.5 * 2.56]], rtol=1e-6
+    )
 
 
 def test_points_per_axis_scale_uses_rounded_shape():
     # (101, 122) -> (212, 256): y scales by 212/101, x by 256/122 (as SAM's apply_coords)
     pts = points_yx_to_model_xy(np.array([[100.0, 121.0]]), (101, 122), 256)
-    np.testing.assert_allclose(pts[0], [121 * 256 / 122, 100 * 212 / 101], rtol=1e-6)
+    np.testing.assert_allclose(pts[0], [121.5 * 256 / 122, 100.5 * 212 / 101], rtol=1e-6)
 
 
 def test_box_to_model_xyxy_flips_and_sorts():
     box = box_yxyx_to_model_xyxy(np.array([40.0, 10.0, 20.0, 90.0]), (50, 100), 256)
     assert box.dtype == np.float32 and box.shape == (4,)
-    np.testing.assert_allclose(box, [10 * 2.56, 20 * 2.56, 90 * 2.56, 40 * 2.56], rtol=1e-6)
+    # inclusive corner pixels -> pixel edges: [i0, i1 + 1) * scale
+    np.testing.assert_allclose(box, [10 * 2.56, 20 * 2.56, 91 * 2.56, 41 * 2.56], rtol=1e-6)
+
+
+def test_stretch_mode_scales_each_axis_to_the_full_side():
+    # LiteMedSAM's convention: (50, 100) -> (256, 256), y by 5.12 and x by 2.56, no padding
+    assert resized_shape((50, 100), 256, "stretch") == (256, 256)
+    assert resized_shape((50, 100), 256, "longest_side") == (128, 256)
+    pts = points_yx_to_model_xy(np.array([[10.0, 80.0]]), (50, 100), 256, "stretch")
+    np.testing.assert_allclose(pts[0], [80.5 * 2.56, 10.5 * 5.12], rtol=1e-6)
+    box = box_yxyx_to_model_xyxy(np.array([0.0, 0.0, 49.0, 99.0]), (50, 100), 256, "stretch")
+    np.testing.assert_allclose(box, [0, 0, 256, 256], rtol=1e-6)  # whole slice = whole input
+    with pytest.raises(ValueError):
+        resized_shape((50, 100), 256, "crop")
+
+
+def test_stretch_lowres_logits_map_back_without_cropping():
+    logits = np.full((256, 256), -10.0, np.float32)
+    logits[:128] = 10.0  # top half of the model frame = top half of the slice when stretched
+    mask = lowres_logits_to_slice(logits, (50, 100), 256, "stretch") > 0
+    assert mask[:24].all() and not mask[26:].any()
 
 
 def test_bilinear_matrix_matches_half_pixel_rule():

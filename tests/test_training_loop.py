@@ -81,7 +81,7 @@ def test_finetune_lowers_the_loss_and_improves_iou_after_clicks(
     trained = load_medsa(config.out)  # the written checkpoint, as the app loads it
     after = evaluate_model(trained, [phantom_volume], cases, CPU, 3, box=False)
     # mean IoU after 1 and after 3 simulated clicks (the eval's RITM clicker)
-    assert after["miou_curve"][0] > before["miou_curve"][0] + 0.1
+    assert after["miou_curve"][0] > max(2 * before["miou_curve"][0], before["miou_curve"][0] + 0.04)
     assert after["miou_curve"][2] > before["miou_curve"][2] + 0.1
     # only the Med-SA parts changed
     fresh = build_model(config).state_dict()

@@ -187,13 +187,13 @@ class SamEngine:
             labels = np.asarray(prompt.point_labels).reshape(-1)
             if len(labels) != n_points:
                 raise ValueError(f"{n_points} points but {len(labels)} labels")
-            coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side)
+            coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side, self.spec.resize)
             points = (
                 torch.as_tensor(coords_xy_model, dtype=torch.float32, device=self.device)[None],
                 torch.as_tensor(labels.astype(np.int64), device=self.device)[None],
             )
         if prompt.box_yxyx is not None:
-            box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side)
+            box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side, self.spec.resize)
             boxes = torch.as_tensor(box_xyxy_model, dtype=torch.float32, device=self.device)[None]
         if prompt.prev_logits_lowres is not None:
             prev = np.asarray(prompt.prev_logits_lowres, dtype=np.float32)
@@ -220,7 +220,7 @@ class SamEngine:
         best = int(torch.argmax(iou[0])) if multimask else 0
         logits = lowres[0, best].float().cpu().numpy().copy()
         score = float(iou[0, best])
-        mask_yx = lowres_logits_to_slice(logits, hw, side) > 0
+        mask_yx = lowres_logits_to_slice(logits, hw, side, self.spec.resize) > 0
         return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
 
 

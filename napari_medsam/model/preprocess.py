@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_medsam.model.registry import InputSpec
-from napari_medsam.prompts.geometry import longest_side_shape
+from napari_medsam.prompts.geometry import resized_shape
 
 
 def preprocess_slices(
@@ -21,7 +21,8 @@ def preprocess_slices(
 ) -> torch.Tensor:
     """Turn windowed slices into the model's batched input.
 
-    Each slice is resized so its longest side is ``spec.side`` (bilinear with
+    Each slice is resized (``spec.resize``: longest side to ``spec.side``, or both
+    axes to ``spec.side``; bilinear with
     antialiasing, which averages like the reference's ``cv2.INTER_AREA`` when
     shrinking), repeated to 3 channels, scaled by ``spec.scale``, normalised by
     ``spec.pixel_mean`` / ``pixel_std`` when given (SAM), and zero-padded at the
@@ -51,7 +52,7 @@ def preprocess_slices(
         image = np.asarray(image_yx, dtype=np.float32)
         if image.ndim != 2:
             raise ValueError(f"expected a 2-D (H, W) slice, got shape {image.shape}")
-        new_h, new_w = longest_side_shape(image.shape, side)
+        new_h, new_w = resized_shape(image.shape, side, spec.resize)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)[None, None]
         if (new_h, new_w) != image.shape:
             tensor = F.interpolate(

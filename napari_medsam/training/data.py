@@ -27,7 +27,7 @@ from scipy.ndimage import zoom
 from napari_medsam.evaluation.cases import labels_present
 from napari_medsam.model.preprocess import preprocess_slices
 from napari_medsam.model.registry import InputSpec
-from napari_medsam.prompts.geometry import longest_side_shape
+from napari_medsam.prompts.geometry import RESIZE_LONGEST_SIDE, resized_shape
 from napari_medsam.prompts.intensity import IntensityWindow, auto_window
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _slices_along(
 
 
 def target_in_model_frame(
-    gt_yx: np.ndarray, side: int, lowres_side: int
+    gt_yx: np.ndarray, side: int, lowres_side: int, resize: str = RESIZE_LONGEST_SIDE
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """The object's mask in the low-res logits frame and the valid (unpadded) extent.
 
@@ -192,7 +192,7 @@ def target_in_model_frame(
         Rows and columns of the low-res frame that cover the slice.
     """
     gt = torch.from_numpy(np.asarray(gt_yx, np.float32))[None, None]
-    new_h, new_w = longest_side_shape(gt_yx.shape, side)
+    new_h, new_w = resized_shape(gt_yx.shape, side, resize)
     scale = lowres_side / side
     low_h, low_w = max(1, round(new_h * scale)), max(1, round(new_w * scale))
     resized = F.interpolate(gt, size=(low_h, low_w), mode="bilinear", align_corners=False)
@@ -308,4 +308,6 @@ class TrainingSet:
 
     def target(self, case: TrainCase) -> tuple[torch.Tensor, tuple[int, int]]:
         """See :func:`target_in_model_frame`."""
-        return target_in_model_frame(self.gt_yx(case), self.spec.side, self.lowres_side)
+        return target_in_model_frame(
+            self.gt_yx(case), self.spec.side, self.lowres_side, self.spec.resize
+        )

@@ -26,7 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_medsam.prompts.clickmaps import click_maps
-from napari_medsam.prompts.geometry import box_yxyx_to_model_xyxy, points_yx_to_model_xy
+from napari_medsam.prompts.geometry import (
+    RESIZE_LONGEST_SIDE,
+    box_yxyx_to_model_xyxy,
+    points_yx_to_model_xy,
+)
 from napari_medsam.types import SlicePrompt
 
 
@@ -42,7 +46,10 @@ def prev_mask_model(prev_logits_lowres: np.ndarray, side: int) -> np.ndarray:
 
 
 def click_maps_batch(
-    prompts: Sequence[SlicePrompt], hws: Sequence[tuple[int, int]], side: int
+    prompts: Sequence[SlicePrompt],
+    hws: Sequence[tuple[int, int]],
+    side: int,
+    resize: str = RESIZE_LONGEST_SIDE,
 ) -> np.ndarray:
     """(B, 3, side, side) float32 SimpleClick maps (positive, negative, previous mask)."""
     maps = np.zeros((len(prompts), 3, side, side), np.float32)
@@ -52,12 +59,16 @@ def click_maps_batch(
         prev = None
         if prompt.prev_logits_lowres is not None:
             prev = prev_mask_model(prompt.prev_logits_lowres, side)
-        maps[i] = click_maps(prompt.points_yx, prompt.point_labels, hw, side, prev)
+        maps[i] = click_maps(prompt.points_yx, prompt.point_labels, hw, side, prev, resize=resize)
     return maps
 
 
 def prompt_tensors(
-    prompt: SlicePrompt, hw: tuple[int, int], side: int, device: torch.device
+    prompt: SlicePrompt,
+    hw: tuple[int, int],
+    side: int,
+    device: torch.device,
+    resize: str = RESIZE_LONGEST_SIDE,
 ) -> dict:
     """SAM prompt-encoder inputs for one case, on ``device``.
 
@@ -71,14 +82,14 @@ def prompt_tensors(
     points = boxes = masks = None
     n = len(prompt.points_yx)
     if n:
-        coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side)
+        coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side, resize)
         labels = np.asarray(prompt.point_labels).reshape(-1).astype(np.int64)
         points = (
             torch.as_tensor(coords_xy_model, dtype=torch.float32, device=device)[None],
             torch.as_tensor(labels, device=device)[None],
         )
     if prompt.box_yxyx is not None:
-        box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side)
+        box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side, resize)
         boxes = torch.as_tensor(box_xyxy_model, dtype=torch.float32, device=device)[None]
     if prompt.prev_logits_lowres is not None:
         prev = np.asarray(prompt.prev_logits_lowres, np.float32)
@@ -152,6 +163,7 @@ def run_prompts(
     prompts: Sequence[SlicePrompt],
     hws: Sequence[tuple[int, int]],
     side: int,
+    resize: str = RESIZE_LONGEST_SIDE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Build the inputs of :class:`PromptedMedSA` and call ``module`` (it or its DDP wrapper).
 
@@ -166,9 +178,13 @@ def run_prompts(
         (H, W) of each case's slice.
     side : int
         Model input side S.
+    resize : str
+        The model's input convention (``InputSpec.resize``).
     """
     device = images.device
-    maps = torch.as_tensor(click_maps_batch(prompts, hws, side), device=device)
+    maps = torch.as_tensor(click_maps_batch(prompts, hws, side, resize), device=device)
     use = torch.tensor([float(has_click_input(p)) for p in prompts], device=device)
-    tensors = [prompt_tensors(p, hw, side, device) for p, hw in zip(prompts, hws, strict=True)]
+    tensors = [
+        prompt_tensors(p, hw, side, device, resize) for p, hw in zip(prompts, hws, strict=True)
+    ]
     return module(images, maps, use, tensors)

@@ -123,7 +123,7 @@ def train_step(
         clicks per case in the final prompt).
     """
     cases = [data.cases[i] for i in indices]
-    side = data.spec.side
+    side, resize = data.spec.side, data.spec.resize
     images = torch.stack([data.image(c) for c in cases]).to(device)
     hws = [data.hw(c) for c in cases]
     states = [initial_prompt(data.gt_yx(c), rng, sim) for c in cases]
@@ -139,10 +139,11 @@ def train_step(
                 [states[i].slice_prompt() for i in active],
                 [hws[i] for i in active],
                 side,
+                resize=resize,
             )
             logits = logits.float().cpu().numpy()
             for j, i in enumerate(active):
-                add_error_click(states[i], logits[j], side)
+                add_error_click(states[i], logits[j], side, resize=resize)
     targets, weights = [], []
     for c in cases:
         target, (h, w) = data.target(c)
@@ -153,7 +154,9 @@ def train_step(
     target = torch.stack(targets).to(device)
     weight = torch.stack(weights).to(device)
     with _autocast(device):
-        logits, _ = run_prompts(module, images, [s.slice_prompt() for s in states], hws, side)
+        logits, _ = run_prompts(
+            module, images, [s.slice_prompt() for s in states], hws, side, resize=resize
+        )
     loss = segmentation_loss(logits.float(), target, weight, dice_weight, gamma)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

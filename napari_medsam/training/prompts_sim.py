@@ -19,7 +19,11 @@ import numpy as np
 from scipy.ndimage import binary_dilation, distance_transform_edt
 
 from napari_medsam.evaluation.clicker import next_click
-from napari_medsam.prompts.geometry import box_from_mask, lowres_logits_to_slice
+from napari_medsam.prompts.geometry import (
+    RESIZE_LONGEST_SIDE,
+    box_from_mask,
+    lowres_logits_to_slice,
+)
 from napari_medsam.training.config import PromptSimConfig
 from napari_medsam.types import SlicePrompt
 
@@ -161,7 +165,9 @@ def initial_prompt(
     return state
 
 
-def add_error_click(state: PromptState, logits_lowres: np.ndarray, side: int) -> bool:
+def add_error_click(
+    state: PromptState, logits_lowres: np.ndarray, side: int, resize: str = RESIZE_LONGEST_SIDE
+) -> bool:
     """Feed back a prediction: the next RITM click at its error, its logits as previous mask.
 
     Parameters
@@ -179,7 +185,7 @@ def add_error_click(state: PromptState, logits_lowres: np.ndarray, side: int) ->
         Whether a click was added (False when no unclicked error pixel is left).
     """
     logits = np.asarray(logits_lowres, np.float32)
-    pred = lowres_logits_to_slice(logits, state.gt_yx.shape, side) > 0
+    pred = lowres_logits_to_slice(logits, state.gt_yx.shape, side, resize) > 0
     state.prev_logits_lowres = logits.copy()
     click = next_click(state.gt_yx, pred, state.not_clicked)
     if click is None:

@@ -95,7 +95,14 @@ class MedSAEngine(SamEngine):
                 prev_model = F.interpolate(prev, size=(side, side), mode="bilinear")[0, 0] > 0
                 prev_model = prev_model.numpy()
             maps.append(
-                click_maps(prompt.points_yx, prompt.point_labels, image.shape, side, prev_model)
+                click_maps(
+                    prompt.points_yx,
+                    prompt.point_labels,
+                    image.shape,
+                    side,
+                    prev_model,
+                    resize=self.spec.resize,
+                )
             )
         return torch.as_tensor(np.stack(maps), device=self.device)
 
