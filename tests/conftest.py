@@ -2,9 +2,9 @@
 
 napari's canvas needs an OpenGL context even with ``QT_QPA_PLATFORM=offscreen``;
 Qt's offscreen platform gets one through GLX when an X display is reachable.
-On a headless Linux machine without ``DISPLAY``, the viewer tests therefore
-start one private Xvfb server (if the ``Xvfb`` binary is installed) for the
-session, just before the first viewer test runs. The kernel stops it when the
+On a headless Linux machine without ``DISPLAY``, the test session therefore
+starts one private Xvfb server (if the ``Xvfb`` binary is installed) before any
+test runs, so that no QApplication is ever made without it. The kernel stops it when the
 test process ends (``PR_SET_PDEATHSIG``): killing it earlier, while Qt is still
 connected, would abort the process with an X I/O error.
 """
@@ -57,10 +57,13 @@ def _start_xvfb() -> None:
         _XVFB = None
 
 
-def pytest_runtest_setup(item):
+def pytest_configure(config):
+    # Start the X server before anything can create the QApplication: Qt's offscreen
+    # platform probes for an X display (and so for GLX) once, when the application is
+    # made, and a QApplication made without one leaves every later canvas without
+    # OpenGL ("glGetString returned None").
     if (
         _XVFB is None
-        and "make_napari_viewer" in getattr(item, "fixturenames", ())
         and sys.platform.startswith("linux")
         and not os.environ.get("DISPLAY")
         and shutil.which("Xvfb")
