@@ -1,6 +1,7 @@
 """``napari-medsam segment``: file-frame coordinates, round trip on synthetic NIfTI files."""
 
 import argparse
+import dataclasses
 
 import nibabel as nib
 import numpy as np
@@ -8,7 +9,9 @@ import pytest
 
 from napari_medsam._cli.segment import slice_prompts
 from napari_medsam.cli import main
+from napari_medsam.evaluation.fakes import OracleEngine
 from napari_medsam.io.nifti import load_nifti
+from napari_medsam.io.orientation import file_ijk_to_zyx
 
 # file axis 0 -> superior (3 mm), axis 1 -> patient right (x decreasing), axis 2 -> anterior
 PERMUTED_AFFINE = np.array(
@@ -96,3 +99,150 @@ def test_box_round_trip_on_permuted_flipped_file(tmp_path, capsys):
     dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
     assert dice > 0.8, dice  # a frame error (swap / flip) would put the mask elsewhere
     assert "slice" in capsys.readouterr().out
+
+
+class _SliceOracle(OracleEngine):
+    """The truth on the slice the cache key names (an int from the prompt loop, a
+    SliceKey from propagation); records the slices it predicted."""
+
+    def __init__(self, labels_zyx, score=0.9):
+        super().__init__(labels_zyx)
+        self.score = score
+        self.predicted_zs: list[int] = []
+
+    def _mask(self, image_yx, prompt, cache_key):
+        z = cache_key if isinstance(cache_key, int) else cache_key.z
+        self.predicted_zs.append(z)
+        return super()._mask(image_yx, prompt, (None, z))
+
+    def predict(self, image_yx, prompt, cache_key=None):
+        return dataclasses.replace(super().predict(image_yx, prompt, cache_key), score=self.score)
+
+
+def _organ_file(tmp_path, n=12, organ_slices=range(1, 11)):
+    """A body with an organ on ``organ_slices`` (file axis 0), stored with PERMUTED_AFFINE;
+    returns the scan, the truth as a NIfTI and the truth in the display frame."""
+    shape = (n, 40, 36)
+    _, a, b = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    body = ((a - 20) / 18) ** 2 + ((b - 18) / 16) ** 2 <= 1
+    organ = ((a - 15) / 6) ** 2 + ((b - 20) / 7) ** 2 <= 1
+    organ[[i for i in range(n) if i not in organ_slices]] = False
+    data = (np.where(body, 40, -1000) + np.where(organ, 110, 0)).astype(np.int16)
+    scan = _write(tmp_path / "organ.nii.gz", data, PERMUTED_AFFINE)
+    truth = _write(tmp_path / "truth.nii.gz", organ.astype(np.uint8), PERMUTED_AFFINE)
+    return scan, organ, load_nifti(truth).data_zyx.astype(bool)
+
+
+def _organ_box(organ, i):
+    aa, bb = np.nonzero(organ[i])
+    return f"{aa.min()},{bb.min()},{aa.max()},{bb.max()},{i}"
+
+
+def test_propagate_fills_the_object_from_two_prompted_slices(tmp_path, monkeypatch, capsys):
+    import napari_medsam.model.engine as engine_module
+
+    scan, organ, truth_zyx = _organ_file(tmp_path)
+    engine = _SliceOracle(truth_zyx)
+    monkeypatch.setattr(engine_module, "load_engine", lambda *a, **k: engine)
+    out = tmp_path / "labels.nii.gz"
+    argv = ["segment", str(scan), "--out", str(out), "--label", "3"]
+    argv += ["--box", _organ_box(organ, 3), "--box", _organ_box(organ, 8), "--propagate"]
+    assert main(argv) == 0, capsys.readouterr().err
+    labels = np.asarray(nib.load(str(out)).dataobj)
+    np.testing.assert_array_equal(labels, np.where(organ, 3, 0))  # every organ slice, file grid
+    seeds = set(engine.predicted_zs[:2])  # the prompt loop runs first
+    assert len(seeds) == 2
+    propagated = engine.predicted_zs[2:]
+    assert seeds.isdisjoint(propagated)  # prompted slices are locked: never re-segmented
+    assert {0, 11} <= set(propagated)  # tried past both ends of the organ, which stopped it
+    assert "propagated to 8 more slices" in capsys.readouterr().out
+
+
+def test_propagate_keeps_the_prompted_slice_and_honours_stop_score(tmp_path, monkeypatch, capsys):
+    import napari_medsam.model.engine as engine_module
+
+    scan, organ, truth_zyx = _organ_file(tmp_path)
+    i_prompt = 5  # file index along the S-I axis
+    z_prompt = int(
+        file_ijk_to_zyx(np.array([i_prompt, 0, 0]), load_nifti(scan).layer_metadata())[0]
+    )
+    hand = truth_zyx.copy()
+    rows = np.flatnonzero(hand[z_prompt].any(axis=1))
+    hand[z_prompt, : rows[len(rows) // 2]] = False  # the model's answer on the prompted slice:
+    assert hand[z_prompt].any()  # a notched organ that re-segmenting would fill back in
+    engine = _SliceOracle(truth_zyx)
+    engine._mask = lambda image, prompt, key: (  # noqa: E731
+        hand[key] if isinstance(key, int) else truth_zyx[key.z]
+    )
+    monkeypatch.setattr(engine_module, "load_engine", lambda *a, **k: engine)
+    out = tmp_path / "labels.nii.gz"
+    argv = ["segment", str(scan), "--out", str(out), "--box", _organ_box(organ, i_prompt)]
+    assert main([*argv, "--propagate"]) == 0, capsys.readouterr().err
+    labels = load_nifti(out).data_zyx > 0
+    assert labels.any(axis=(1, 2)).sum() > 5  # slices beyond the prompted one
+    np.testing.assert_array_equal(labels[z_prompt], hand[z_prompt])  # kept as prompted
+    engine.score = 0.5  # below the default stop score: propagation stops at once
+    assert main([*argv, "--propagate"]) == 0
+    assert load_nifti(out).data_zyx.any(axis=(1, 2)).sum() == 1
+    assert main([*argv, "--propagate", "--stop-score", "0.4"]) == 0
+    assert load_nifti(out).data_zyx.any(axis=(1, 2)).sum() > 5
+    with pytest.raises(SystemExit):
+        main([*argv, "--propagate", "--stop-score", "1.5"])
+
+
+class _SlabOracle(_SliceOracle):
+    """An SD-Trans-like engine: slabs of up to 4 slices through ``predict_stack``."""
+
+    slab_depth = 4
+
+    def __init__(self, labels_zyx):
+        super().__init__(labels_zyx)
+        self.slabs: list[int] = []
+
+    def predict_stack(self, images_yx, prompts, cache_key=None):
+        first = cache_key[1].z
+        self.slabs.append(len(images_yx))
+        return [
+            self.predict(image, prompt, first + k)
+            for k, (image, prompt) in enumerate(zip(images_yx, prompts, strict=True))
+        ]
+
+
+def test_propagate_uses_slabs_with_an_sd_trans_engine(tmp_path, monkeypatch, capsys):
+    import napari_medsam.model.engine as engine_module
+
+    scan, organ, truth_zyx = _organ_file(tmp_path)
+    engine = _SlabOracle(truth_zyx)
+    monkeypatch.setattr(engine_module, "load_engine", lambda *a, **k: engine)
+    out = tmp_path / "labels.nii.gz"
+    argv = ["segment", str(scan), "--out", str(out), "--box", _organ_box(organ, 5), "--propagate"]
+    assert main([*argv, "--slab-depth", "2"]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(nib.load(str(out)).dataobj), organ)
+    assert engine.slabs and max(engine.slabs) == 2
+    engine.slabs.clear()
+    assert main(argv) == 0
+    assert max(engine.slabs) == 4  # the engine's own depth by default
+    np.testing.assert_array_equal(np.asarray(nib.load(str(out)).dataobj), organ)
+
+
+@pytest.mark.slow
+def test_propagate_with_litemedsam_on_a_phantom(tmp_path, capsys):
+    shape = (6, 64, 48)  # file (i: S-I, j: R-L, k: P-A); an organ tapering over i = 1..4
+    i, a, b = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    body = ((a - 32) / 30) ** 2 + ((b - 24) / 22) ** 2 <= 1
+    scale = np.where((i >= 1) & (i <= 4), 1.0 - 0.12 * np.abs(i - 2.5), 0.0)
+    organ = ((a - 22) / 10) ** 2 + ((b - 28) / 12) ** 2 <= scale**2
+    data = (np.where(body, 40, -1000) + np.where(organ, 110, 0)).astype(np.int16)
+    data += np.random.default_rng(0).normal(0, 8, data.shape).astype(np.int16)
+    path = _write(tmp_path / "phantom.nii.gz", data, PERMUTED_AFFINE)
+    out = tmp_path / "labels.nii.gz"
+    argv = ["segment", str(path), "--out", str(out), "--box", _organ_box(organ, 2)]
+    assert main([*argv, "--device", "cpu", "--propagate"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    mask = np.asarray(nib.load(str(out)).dataobj) > 0
+    assert mask[[1, 3, 4]].all(axis=0).any()  # slices on both sides of the prompted one
+    # the prompted slice is kept as segmented (its count is printed before propagation)
+    z = int(file_ijk_to_zyx(np.array([2, 0, 0]), load_nifti(path).layer_metadata())[0])
+    assert f"slice {z}: {int(mask[2].sum())} voxels" in printed
+    dice = 2 * (mask & organ).sum() / (mask.sum() + organ.sum())
+    assert dice > 0.8, dice

@@ -5,6 +5,11 @@ Coordinates are voxel indices of the file's own array, as ``nibabel``'s
 the file (0-based). A box lies on one slice of the axis the viewer slides along
 (the file axis closest to superior-inferior); its four numbers index the two
 other file axes, in file order, and its fifth the slice.
+
+With ``--propagate`` the object is then followed up and down through the volume
+from the prompted slices (kept as segmented), as the app's propagation does,
+with its measured stop rules; each slice takes the result of the nearest
+prompted slice that reached it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,26 @@ def _window(text: str) -> tuple[float, float]:
     return level, width
 
 
+def _score(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--stop-score needs a number in [0, 1], got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--slab-depth needs an integer >= 1, got {text!r}")
+    return value
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``segment`` subcommand."""
     parser = subparsers.add_parser(
@@ -68,6 +93,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",
                         help="intensity window (default: CT 40,400 or MR percentiles)")  # fmt: skip
+    parser.add_argument("--propagate", action="store_true",
+                        help="propagate the object from the prompted slices through the volume")  # fmt: skip
+    parser.add_argument("--stop-score", type=_score, default=None, metavar="IOU",
+                        help="with --propagate: stop where the predicted IoU falls below this "
+                             "(default: the measured 0.8)")  # fmt: skip
+    parser.add_argument("--slab-depth", type=_positive, default=None, metavar="D",
+                        help="with --propagate and an SD-Trans Med-SA model: slices per model call "
+                             "(default: the model's depth; 1 = slice by slice)")  # fmt: skip
     parser.set_defaults(func=run)
     return parser
 
@@ -116,6 +149,62 @@ def slice_prompts(args: argparse.Namespace, metadata: dict):
     return dict(per_slice)
 
 
+def propagate_seeds(
+    engine,
+    volume_zyx,
+    window,
+    seeds: dict[int, np.ndarray],
+    label: int,
+    stop_score: float | None = None,
+    slab_depth: int | None = None,
+) -> dict[int, np.ndarray]:
+    """Propagate one object from the masks of its prompted slices, headless.
+
+    Each seed propagates up and down with
+    :func:`napari_medsam.tasks.propagate.propagate` (measured defaults) until its
+    stop rules end it or it reaches another seed (seed slices are locked, never
+    re-segmented). A slice reached from two seeds takes the nearer seed's mask
+    (the lower seed on a tie).
+
+    Parameters
+    ----------
+    engine : Engine
+    volume_zyx : np.ndarray
+        (Z, Y, X) scan in display order.
+    window : IntensityWindow
+    seeds : dict
+        z -> (Y, X) bool mask of the object on a prompted slice.
+    label : int
+    stop_score : float, optional
+        Overrides the default predicted-IoU stop threshold.
+    slab_depth : int, optional
+        Slices per model call for SD-Trans engines (None: the engine's).
+
+    Returns
+    -------
+    dict
+        z -> (Y, X) bool mask for every propagated slice (seed slices excluded).
+    """
+    from napari_medsam.tasks.propagate import DEFAULT_STOP_SCORE, propagate
+    from napari_medsam.types import SliceMask
+
+    locked = {int(z): np.asarray(m, bool) for z, m in seeds.items()}
+    nearest: dict[int, tuple[int, np.ndarray]] = {}
+    for z0 in sorted(locked):
+        items = propagate(
+            engine, volume_zyx, window, z0, locked[z0], label, job_id=0,
+            cache_key_prefix="segment-cli", locked_zs=set(locked), locked_masks=locked,
+            stop_score=DEFAULT_STOP_SCORE if stop_score is None else stop_score,
+            stop_at_locked=True, slab_depth=slab_depth,
+        )  # fmt: skip
+        for item in items:
+            if isinstance(item, SliceMask):
+                distance = abs(item.z - z0)
+                if item.z not in nearest or distance < nearest[item.z][0]:
+                    nearest[item.z] = (distance, item.mask_yx)
+    return {z: mask for z, (_, mask) in sorted(nearest.items())}
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment the prompted slices and write the label volume; returns the exit code."""
     from napari_medsam.io.nifti import load_nifti, save_labels_nifti
@@ -138,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     engine = load_engine(args.checkpoint, device=args.device)
     dtype = np.uint8 if args.label < 256 else np.uint16
     labels_zyx = np.zeros(volume.data_zyx.shape, dtype=dtype)
+    seeds: dict[int, np.ndarray] = {}
     for z in sorted(prompts):
         p = prompts[z]
         points = np.array(p["points_yx"], np.float32).reshape(-1, 2)
@@ -155,7 +245,18 @@ def run(args: argparse.Namespace) -> int:
             )
             pred = engine.predict(image_yx, prompt, cache_key=z)
             labels_zyx[z][pred.mask_yx] = args.label
+            seeds[z] = seeds.get(z, np.zeros(image_yx.shape, bool)) | np.asarray(pred.mask_yx, bool)
             print(f"slice {z}: {int(pred.mask_yx.sum())} voxels, predicted IoU {pred.score:.3f}")
+    if getattr(args, "propagate", False):
+        slab = getattr(args, "slab_depth", None)
+        masks = propagate_seeds(
+            engine, volume.data_zyx, window, seeds, args.label, args.stop_score, slab
+        )
+        for z, mask in masks.items():
+            labels_zyx[z][mask] = args.label
+        zs = sorted(set(masks) | {z for z, m in seeds.items() if m.any()})
+        span = f"slices {zs[0]}..{zs[-1]}" if zs else "no slice"
+        print(f"propagated to {len(masks)} more slices: label {args.label} on {span}")
     out = save_labels_nifti(labels_zyx, args.out, metadata)
     print(f"wrote {out} ({int((labels_zyx > 0).sum())} voxels labelled {args.label})")
     return 0

@@ -19,6 +19,11 @@ Directions run one after the other, ``"up"`` (increasing z) first, then
 ``"down"``: each direction is one chain of dependent predictions, so running
 them in turn keeps the code simple and the embedding cache warm per direction.
 
+Where the engine has SD-Trans (``engine.slab_depth > 1`` and ``predict_stack``,
+see :mod:`napari_medsam.tasks.slab`) the slices are predicted a slab of D at a
+time: every slice of the slab is prompted from the last finished slice, and the
+stop rules still apply per slice (a stop discards the rest of the slab).
+
 Default thresholds, measured
 ----------------------------
 Chosen on ``totalseg_ct_full`` (CT 122 x 101 x 112, 3 mm, window 40/400) with the
@@ -59,6 +64,7 @@ from scipy.ndimage import distance_transform_edt
 from napari_medsam.model.protocol import Engine
 from napari_medsam.prompts.geometry import box_from_mask
 from napari_medsam.tasks.segment import Window, slice_key, windowed_slice
+from napari_medsam.tasks.slab import engine_slab_depth, next_slab, predict_slab
 from napari_medsam.types import Progress, SliceMask, SlicePrompt
 
 logger = logging.getLogger(__name__)
@@ -202,6 +208,7 @@ def propagate(
     use_point: bool = DEFAULT_USE_POINT,
     clear_past_end: bool = False,
     stop_at_locked: bool = False,
+    slab_depth: int | None = None,
 ) -> Iterator[Progress | SliceMask]:
     """Segment one object on the slices above and below ``start_z``.
 
@@ -256,6 +263,10 @@ def propagate(
         End a direction at the first locked slice instead of passing through
         it: after a correction, only the slices between it and its neighbouring
         corrected slices are re-segmented (beyond them nothing changed).
+    slab_depth : int, optional
+        Slices per model call where the engine segments slabs (SD-Trans): None
+        uses the engine's ``slab_depth``, 1 forces the per-slice path. Ignored
+        for engines without ``predict_stack``.
 
     Yields
     ------
@@ -278,11 +289,13 @@ def propagate(
     runs = _direction_zs(int(start_z), n_z, direction)
     total = sum(len(r) for r in runs)
     done = 0
+    depth = engine_slab_depth(engine, slab_depth)
     for zs in runs:
         outer = not locked.intersection(zs)  # no corrected slice further along
         prev_mask = seed
         prev_logits = start_logits_lowres if use_prev_logits else None
         ended = np.count_nonzero(prev_mask) < min_area
+        slab_preds: list = []  # predictions of the current slab still to check
         for i, z in enumerate(zs):
             if ended:
                 if clear_past_end and outer:
@@ -302,11 +315,20 @@ def propagate(
                     continue
                 prev_mask, prev_logits = mask, None
                 continue
-            image_yx = windowed_slice(volume_zyx, z, window)
-            key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
-            engine.embed(image_yx, key)
-            prompt = prompt_from_mask(prev_mask, prev_logits, box_margin, use_point)
-            pred = engine.predict(image_yx, prompt, key)
+            if depth > 1:
+                if not slab_preds:  # prompt the whole slab from the last finished slice
+                    prompt = prompt_from_mask(prev_mask, prev_logits, box_margin, use_point)
+                    slab = next_slab(zs, i, depth, locked)
+                    slab_preds = predict_slab(
+                        engine, volume_zyx, window, slab, prompt, cache_key_prefix
+                    )
+                pred = slab_preds.pop(0)
+            else:
+                image_yx = windowed_slice(volume_zyx, z, window)
+                key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
+                engine.embed(image_yx, key)
+                prompt = prompt_from_mask(prev_mask, prev_logits, box_margin, use_point)
+                pred = engine.predict(image_yx, prompt, key)
             mask = np.array(pred.mask_yx, dtype=bool, copy=True)
             score = float(pred.score)
             area = int(np.count_nonzero(mask))
@@ -317,6 +339,7 @@ def propagate(
                     label, z, area, score, overlap,
                 )  # fmt: skip
                 ended = True
+                slab_preds = []
                 if clear_past_end and outer:
                     yield SliceMask(job_id, z, int(label), np.zeros_like(seed), 0.0, None)
                 continue
