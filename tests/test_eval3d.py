@@ -9,10 +9,10 @@ from napari_medsam.evaluation.fakes import EmptyEngine, OracleEngine
 from napari_medsam.evaluation.protocol3d import (
     dice3d,
     dsc_auc,
-    format_table3d,
     next_click_3d,
     run_protocol3d,
 )
+from napari_medsam.evaluation.report3d import format_table3d
 from napari_medsam.prompts.intensity import IntensityWindow
 
 WINDOW = IntensityWindow(0.0, 1.0)

@@ -27,8 +27,9 @@ def run_3d(args: argparse.Namespace) -> int:
     from napari_medsam import __version__
     from napari_medsam._cli import eval as eval_cli
     from napari_medsam.evaluation.cases import parse_labels
-    from napari_medsam.evaluation.protocol3d import format_table3d, run_protocol3d
+    from napari_medsam.evaluation.protocol3d import run_protocol3d
     from napari_medsam.evaluation.report import write_json
+    from napari_medsam.evaluation.report3d import format_table3d
     from napari_medsam.io.nifti import load_nifti
     from napari_medsam.tasks.propagate import default_settings
 
