@@ -123,3 +123,47 @@ def test_cancelled_dialog_does_nothing(make_napari_viewer, monkeypatch):
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("", "")))
     assert _commands.load_checkpoint(viewer) is None
     assert _commands.find_widget(viewer, create=False) is None
+
+
+def test_medsa_checkpoint_runs_clicks_through_the_click_maps(
+    qtbot, viewer_with_widget, tmp_path, monkeypatch
+):
+    """Load checkpoint… with a Med-SA file: the widget then runs Med-SA, and a click
+    reaches both the click maps (click embedding) and the prompt encoder."""
+    import torch
+
+    from napari_medsam.model.medsa.build import backbone_spec, build_medsa
+    from napari_medsam.model.medsa.checkpoint import save_medsa
+    from napari_medsam.model.medsa.config import MedSAConfig, is_medsa_key
+    from napari_medsam.model.medsa.engine import MedSAEngine
+
+    torch.manual_seed(0)
+    weights = backbone_spec("tiny_sam").builder().state_dict()
+    model = build_medsa("tiny_sam", weights, MedSAConfig(backbone="tiny_sam"))
+    with torch.no_grad():  # a "trained" click embedding, so clicks change the embedding
+        for key, param in model.named_parameters():
+            if is_medsa_key(key) and "click_embed" in key:
+                param.copy_(torch.randn(param.shape) * 0.3)
+    path = save_medsa(model, tmp_path / "medsa_tiny.pt", full=True)
+
+    viewer, widget = viewer_with_widget
+    with qtbot.waitSignal(widget.model_runner.finished, timeout=30000):
+        _commands.load_checkpoint(viewer, path=str(path))
+    engine = widget.engine
+    assert isinstance(engine, MedSAEngine) and engine.clicks_change_embedding
+
+    seen = []
+    real_maps = engine.click_maps_tensor
+
+    def spy(images, prompts):
+        seen.append([p.points_yx.copy() for p in prompts])
+        return real_maps(images, prompts)
+
+    monkeypatch.setattr(engine, "click_maps_tensor", spy)
+    image = viewer.layers["vol"]
+    clicks = viewer.layers["clicks"]
+    clicks.add(clicks.world_to_data(image.data_to_world((2, 10, 20))))
+    qtbot.waitUntil(lambda: bool(seen), timeout=30000)
+    qtbot.waitUntil(lambda: not widget.segment_runner.busy, timeout=30000)
+    np.testing.assert_allclose(seen[0][0], [[10, 20]])
+    assert engine.name in widget.controls.status_label.text()
