@@ -155,6 +155,32 @@ class _StderrProgress:
         )
 
 
+def load_scan_and_labels(scan_path, labels_path):
+    """Load a scan and its label map on the same display grid.
+
+    Returns
+    -------
+    scan : NiftiVolume
+        The loaded scan (spacing, affine).
+    image_zyx : np.ndarray
+        (Z, Y, X) stored intensities.
+    labels_zyx : np.ndarray
+        (Z, Y, X) integer label ids (float label files are rounded).
+    """
+    from napari_medsam.io.nifti import load_nifti
+
+    scan = load_nifti(scan_path)
+    image_zyx = np.asarray(scan.data_zyx)
+    labels_zyx = np.asarray(load_nifti(labels_path).data_zyx)
+    if image_zyx.shape != labels_zyx.shape:
+        raise ValueError(
+            f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"
+        )
+    if not np.issubdtype(labels_zyx.dtype, np.integer):
+        labels_zyx = np.rint(labels_zyx).astype(np.int32)
+    return scan, image_zyx, labels_zyx
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "protocol", "2d") == "3d":
         from napari_medsam._cli.eval3d import run_3d
@@ -172,7 +198,6 @@ def run(args: argparse.Namespace) -> int:
         write_json,
     )
     from napari_medsam.evaluation.runner import TARGET_IOU, evaluate_volume
-    from napari_medsam.io.nifti import load_nifti
 
     if args.max_clicks < 1:
         raise ValueError("--max-clicks must be at least 1")
@@ -182,16 +207,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    scan = load_nifti(args.scan)
-    truth = load_nifti(args.labels_path)
-    image_zyx = np.asarray(scan.data_zyx)
-    labels_zyx = np.asarray(truth.data_zyx)
-    if image_zyx.shape != labels_zyx.shape:
-        raise ValueError(
-            f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"
-        )
-    if not np.issubdtype(labels_zyx.dtype, np.integer):
-        labels_zyx = np.rint(labels_zyx).astype(np.int32)
+    scan, image_zyx, labels_zyx = load_scan_and_labels(args.scan, args.labels_path)
     labels = parse_labels(args.labels, labels_zyx)
     window, window_text = _choose_window(args.window, image_zyx)
     z_range = _parse_slices(args.slices, labels_zyx.shape[0])

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 #: Clicks after the box in the CVPR 2025 protocol.
 CLICKS_3D = 5
 
@@ -30,22 +28,12 @@ def run_3d(args: argparse.Namespace) -> int:
     from napari_medsam.evaluation.protocol3d import run_protocol3d
     from napari_medsam.evaluation.report import write_json
     from napari_medsam.evaluation.report3d import format_table3d
-    from napari_medsam.io.nifti import load_nifti
     from napari_medsam.tasks.propagate import default_settings
 
     max_clicks = CLICKS_3D if args.max_clicks is None else int(args.max_clicks)
     if max_clicks < 0:
         raise ValueError("--max-clicks must not be negative")
-    scan = load_nifti(args.scan)
-    truth = load_nifti(args.labels_path)
-    image_zyx = np.asarray(scan.data_zyx)
-    labels_zyx = np.asarray(truth.data_zyx)
-    if image_zyx.shape != labels_zyx.shape:
-        raise ValueError(
-            f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"
-        )
-    if not np.issubdtype(labels_zyx.dtype, np.integer):
-        labels_zyx = np.rint(labels_zyx).astype(np.int32)
+    scan, image_zyx, labels_zyx = eval_cli.load_scan_and_labels(args.scan, args.labels_path)
     labels = parse_labels(args.labels, labels_zyx)
     window, window_text = eval_cli._choose_window(args.window, image_zyx)
     names = eval_cli._label_names(args.labels_path)
