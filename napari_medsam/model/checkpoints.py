@@ -112,6 +112,43 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path.name}: {err}") from None
 
 
+def state_dict_mismatch(
+    own: Mapping[str, Any], state_dict: Mapping[str, Any], shown: int = 5
+) -> list[str]:
+    """Describe how ``state_dict`` fails to fit a model whose own state dict is ``own``.
+
+    Parameters
+    ----------
+    own : mapping of str to tensor
+        The model's ``state_dict()`` (or the part of it the weights must fill).
+    state_dict : mapping of str to tensor
+        The weights read from a file.
+    shown : int
+        How many keys each kind of mismatch names before "(+N more)".
+
+    Returns
+    -------
+    list of str
+        One phrase per kind of mismatch ("missing keys: ...", "unexpected keys: ...",
+        "shape mismatches: name (file shape) vs (model shape)"); empty when the weights fit.
+    """
+
+    def show(keys: list[str]) -> str:
+        more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+        return ", ".join(keys[:shown]) + more
+
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    kinds = (("missing keys", missing), ("unexpected keys", unexpected))
+    kinds += (("shape mismatches", mismatched),)
+    return [f"{what}: {show(keys)}" for what, keys in kinds if keys]
+
+
 def _block_indices(state: Mapping[str, Any]) -> list[int]:
     pattern = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
     return sorted({int(m.group(1)) for k in state if (m := pattern.match(k))})

@@ -22,16 +22,14 @@ from napari_medsam.model.checkpoints import (
     config_for_state_dict,
     detect_kind,
     read_state_dict,
+    state_dict_mismatch,
 )
 from napari_medsam.model.device import choose_device
 from napari_medsam.model.embedding_cache import DEFAULT_CACHE_BYTES, CacheInfo, EmbeddingCache
 from napari_medsam.model.preprocess import preprocess_slices
+from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
 from napari_medsam.model.registry import LITEMEDSAM, ModelConfig, build_model
-from napari_medsam.prompts.geometry import (
-    box_yxyx_to_model_xyxy,
-    lowres_logits_to_slice,
-    points_yx_to_model_xy,
-)
+from napari_medsam.prompts.geometry import lowres_logits_to_slice
 from napari_medsam.types import SlicePrediction, SlicePrompt
 
 logger = logging.getLogger(__name__)
@@ -123,7 +121,7 @@ class SamEngine:
         cache_key : hashable, optional
             Identity of the slice content; None computes without caching.
         """
-        self._embedding(_as_slice(image_yx), cache_key)
+        self._embedding(as_slice_yx(image_yx), cache_key)
 
     def embed_batch(
         self,
@@ -144,7 +142,7 @@ class SamEngine:
         """
         if len(images_yx) != len(cache_keys):
             raise ValueError(f"{len(images_yx)} images but {len(cache_keys)} cache keys")
-        images = [_as_slice(im) for im in images_yx]
+        images = [as_slice_yx(im) for im in images_yx]
         todo = [i for i, key in enumerate(cache_keys) if key not in self.cache]
         for start in range(0, len(todo), max(1, batch_size)):
             chunk = todo[start : start + max(1, batch_size)]
@@ -179,32 +177,11 @@ class SamEngine:
         ValueError
             An empty prompt (no point, no box, no previous logits) or bad shapes.
         """
-        image = _as_slice(image_yx)
+        image = as_slice_yx(image_yx)
         hw, side = image.shape, self.image_size
-        points = boxes = masks = None
-        n_points = len(prompt.points_yx)
-        if n_points:
-            labels = np.asarray(prompt.point_labels).reshape(-1)
-            if len(labels) != n_points:
-                raise ValueError(f"{n_points} points but {len(labels)} labels")
-            coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side, self.spec.resize)
-            points = (
-                torch.as_tensor(coords_xy_model, dtype=torch.float32, device=self.device)[None],
-                torch.as_tensor(labels.astype(np.int64), device=self.device)[None],
-            )
-        if prompt.box_yxyx is not None:
-            box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side, self.spec.resize)
-            boxes = torch.as_tensor(box_xyxy_model, dtype=torch.float32, device=self.device)[None]
-        if prompt.prev_logits_lowres is not None:
-            prev = np.asarray(prompt.prev_logits_lowres, dtype=np.float32)
-            if prev.shape != (self.lowres_side, self.lowres_side):
-                raise ValueError(
-                    f"prev_logits_lowres must be ({self.lowres_side}, {self.lowres_side}), got {prev.shape}"
-                )
-            masks = torch.as_tensor(prev, device=self.device)[None, None]
-        if points is None and boxes is None and masks is None:
-            raise ValueError("empty prompt: give at least one click or a box")
-        multimask = n_points == 1 and boxes is None and masks is None
+        points, boxes, masks, multimask = prompt_tensors(
+            prompt, hw, side, self.device, self.spec.resize, self.lowres_side
+        )
 
         embedding = self._embedding(image, cache_key)
         with torch.inference_mode(), self._lock:
@@ -224,36 +201,11 @@ class SamEngine:
         return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
 
 
-def _as_slice(image_yx: np.ndarray) -> np.ndarray:
-    image = np.asarray(image_yx, dtype=np.float32)
-    if image.ndim != 2:
-        raise ValueError(f"expected a 2-D (H, W) slice, got shape {image.shape}")
-    return image
-
-
 def load_state_strict(model: nn.Module, state_dict: dict, source: str) -> None:
     """Load weights strictly, turning key or shape mismatches into a CheckpointError."""
-    own = model.state_dict()
-    result_missing = [k for k in own if k not in state_dict]
-    result_unexpected = [k for k in state_dict if k not in own]
-    mismatched = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    if result_missing or result_unexpected or mismatched:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-
-        parts = []
-        if result_missing:
-            parts.append(f"missing keys: {show(result_missing)}")
-        if result_unexpected:
-            parts.append(f"unexpected keys: {show(result_unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches: {show(mismatched)}")
-        raise CheckpointError(f"{source}: weights do not fit the model; " + "; ".join(parts))
+    problems = state_dict_mismatch(model.state_dict(), state_dict)
+    if problems:
+        raise CheckpointError(f"{source}: weights do not fit the model; " + "; ".join(problems))
     model.load_state_dict(state_dict, strict=True)
 
 

@@ -3,8 +3,8 @@
 It computes for each case what :class:`napari_medsam.model.medsa.engine.MedSAEngine`
 computes for the same slice and prompt in the app (a test checks they agree):
 
-- the prompt goes through the app's geometry (:func:`points_yx_to_model_xy`,
-  :func:`box_yxyx_to_model_xyxy`); ``prev_logits_lowres`` is SAM's ``mask_input``;
+- the prompt goes through the engines' own conversion
+  (:func:`napari_medsam.model.prompt_inputs.prompt_tensors`);
 - cases with clicks or a previous mask add the click embedding of their
   SimpleClick maps (:func:`napari_medsam.prompts.clickmaps.click_maps`, the
   previous mask being the bilinearly upsampled logits > 0) to the patch tokens;
@@ -25,12 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_medsam.model.prompt_inputs import PromptTensors, prompt_tensors
 from napari_medsam.prompts.clickmaps import click_maps
-from napari_medsam.prompts.geometry import (
-    RESIZE_LONGEST_SIDE,
-    box_yxyx_to_model_xyxy,
-    points_yx_to_model_xy,
-)
+from napari_medsam.prompts.geometry import RESIZE_LONGEST_SIDE
 from napari_medsam.types import SlicePrompt
 
 
@@ -63,43 +60,6 @@ def click_maps_batch(
     return maps
 
 
-def prompt_tensors(
-    prompt: SlicePrompt,
-    hw: tuple[int, int],
-    side: int,
-    device: torch.device,
-    resize: str = RESIZE_LONGEST_SIDE,
-) -> dict:
-    """SAM prompt-encoder inputs for one case, on ``device``.
-
-    Returns
-    -------
-    dict
-        ``points`` ((1, N, 2) float x, y model pixels, (1, N) int64) or None,
-        ``boxes`` (1, 4) xyxy or None, ``masks`` (1, 1, L, L) or None, and
-        ``multimask`` (bool).
-    """
-    points = boxes = masks = None
-    n = len(prompt.points_yx)
-    if n:
-        coords_xy_model = points_yx_to_model_xy(prompt.points_yx, hw, side, resize)
-        labels = np.asarray(prompt.point_labels).reshape(-1).astype(np.int64)
-        points = (
-            torch.as_tensor(coords_xy_model, dtype=torch.float32, device=device)[None],
-            torch.as_tensor(labels, device=device)[None],
-        )
-    if prompt.box_yxyx is not None:
-        box_xyxy_model = box_yxyx_to_model_xyxy(prompt.box_yxyx, hw, side, resize)
-        boxes = torch.as_tensor(box_xyxy_model, dtype=torch.float32, device=device)[None]
-    if prompt.prev_logits_lowres is not None:
-        prev = np.asarray(prompt.prev_logits_lowres, np.float32)
-        masks = torch.as_tensor(prev, device=device)[None, None]
-    if points is None and boxes is None and masks is None:
-        raise ValueError("empty prompt: give at least one click or a box")
-    multimask = n == 1 and boxes is None and masks is None
-    return {"points": points, "boxes": boxes, "masks": masks, "multimask": multimask}
-
-
 class PromptedMedSA(nn.Module):
     """A Med-SA model run on B (slice, prompt) cases in one forward.
 
@@ -117,7 +77,7 @@ class PromptedMedSA(nn.Module):
         images: torch.Tensor,
         maps: torch.Tensor,
         use_maps: torch.Tensor,
-        prompts: list[dict],
+        prompts: list[PromptTensors],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res logits of the kept mask of each case.
 
@@ -129,8 +89,8 @@ class PromptedMedSA(nn.Module):
             (B, 3, S, S) click maps.
         use_maps : torch.Tensor
             (B,) float 0/1: whether the case's click embedding is added.
-        prompts : list of dict
-            :func:`prompt_tensors` of each case.
+        prompts : list of PromptTensors
+            :func:`~napari_medsam.model.prompt_inputs.prompt_tensors` of each case.
 
         Returns
         -------
@@ -149,9 +109,9 @@ class PromptedMedSA(nn.Module):
         logits, ious = [], []
         for i, p in enumerate(prompts):
             low, iou = self.model.decode(
-                embeddings[i : i + 1], p["points"], p["boxes"], p["masks"], p["multimask"]
+                embeddings[i : i + 1], p.points, p.boxes, p.masks, p.multimask
             )
-            best = int(torch.argmax(iou[0])) if p["multimask"] else 0
+            best = int(torch.argmax(iou[0])) if p.multimask else 0
             logits.append(low[0, best])
             ious.append(iou[0, best])
         return torch.stack(logits), torch.stack(ious)

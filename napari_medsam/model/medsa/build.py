@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from napari_medsam.model.checkpoints import state_dict_mismatch
 from napari_medsam.model.medsa.config import MedSAConfig, MedSAError, is_medsa_key
 from napari_medsam.model.medsa.model import MedSAModel
 from napari_medsam.model.registry import (
@@ -158,30 +159,11 @@ def load_backbone_weights(model: MedSAModel, state_dict: Mapping[str, Any], sour
         Keys the backbone lacks, backbone keys the dict lacks, or shape mismatches.
     """
     own = {k: v for k, v in model.state_dict().items() if not is_medsa_key(k)}
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    mismatched = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
-        parts = [
-            f"{label}: {show(keys)}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape mismatches", mismatched),
-            )
-            if keys
-        ]
+    problems = state_dict_mismatch(own, state_dict, shown=4)
+    if problems:
         raise MedSAError(
             f"{source}: weights do not fit the {model.config.backbone} backbone; "
-            + "; ".join(parts)
+            + "; ".join(problems)
         )
     model.load_state_dict(dict(state_dict), strict=False)
     model.eval()  # TinyViT caches its attention biases when put in eval mode

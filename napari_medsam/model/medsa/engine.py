@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from napari_medsam.model.embedding_cache import DEFAULT_CACHE_BYTES
-from napari_medsam.model.engine import SamEngine, _as_slice
+from napari_medsam.model.engine import SamEngine
 from napari_medsam.model.medsa.build import backbone_spec
 from napari_medsam.model.medsa.model import MedSAModel
 from napari_medsam.model.preprocess import preprocess_slices
+from napari_medsam.model.prompt_inputs import as_slice_yx
 from napari_medsam.prompts.clickmaps import click_maps
 from napari_medsam.types import SlicePrediction, SlicePrompt
 
@@ -132,7 +133,7 @@ class MedSAEngine(SamEngine):
     ) -> SlicePrediction:
         """As :meth:`SamEngine.predict`; with a trained click embedding the clicks also
         enter the encoder as click maps (the embedding is then not cached)."""
-        image = _as_slice(image_yx)
+        image = as_slice_yx(image_yx)
         has_clicks = len(prompt.points_yx) > 0 or prompt.prev_logits_lowres is not None
         if not (self.clicks_change_embedding and has_clicks):
             return super().predict(image, prompt, cache_key)
@@ -162,7 +163,7 @@ class MedSAEngine(SamEngine):
         -------
         list of SlicePrediction or None
         """
-        images = [_as_slice(im) for im in images_yx]
+        images = [as_slice_yx(im) for im in images_yx]
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} slices but {len(prompts)} prompts")
         if len({im.shape for im in images}) > 1:
