@@ -231,6 +231,7 @@ class MedSamWidget(QWidget):
         action, layer = getattr(event, "action", None), event.source
         if action == "removing":  # the data is still there: note the slices
             self._removed_zs = wl.prompt_slices(layer, event.data_indices, self.image)
+            self.session3d.prompt_layers.history.note_removed(layer, event.data_indices)
         elif action == "removed":
             for z in sorted(self._removed_zs):
                 self._resegment_after_removal(z)
@@ -251,6 +252,7 @@ class MedSamWidget(QWidget):
                 self._remove_last(layer)
                 return
             z = found[0]
+        self.session3d.prompt_layers.history.note_added(layer, [len(layer.data) - 1])
         self.segment(z)
 
     def _resegment_after_removal(self, z: int) -> None:
@@ -286,6 +288,7 @@ class MedSamWidget(QWidget):
             return None
         if not self.session3d.before_segment(label, z, prompt):
             return None  # the object is locked
+        others = self.controls.others_negative_check.isChecked()
         task = segment_job(
             self.holder,
             self.image.data,
@@ -294,6 +297,7 @@ class MedSamWidget(QWidget):
             prompt,
             label,
             self._volume_key(),
+            negatives_from_yx=np.array(self.labels.data[z]) if others else None,  # a copy
         )
         job_id = self.segment_runner.submit(task)
         self._submitted_at[job_id] = (time.perf_counter(), self.engine is None)
@@ -387,6 +391,7 @@ class MedSamWidget(QWidget):
         finally:
             self._ignore_layer_events = False
         self._logits.clear()
+        self.session3d.prompt_layers.history.clear()  # the cleared prompts are no step's
         if self.labels is not None:
             self.controls.label_spin.setValue(wl.next_free_label(self.labels))
         self._update_status(f"next object: label {self.controls.label_spin.value()}")

@@ -9,10 +9,12 @@ a :class:`SessionState` (names, locks, corrected slices, prompts), an
 Undo policy: the session's undo stack is the one the keys drive. Ctrl+Z and
 Ctrl+Shift+Z on the clicks, boxes and labels layers are bound to it (replacing
 napari's labels-layer undo keys); a whole propagation is one step, napari
-brush strokes are steps of their own. Every edit, undo and redo included, is
-written through ``Labels.data_setitem``, so napari's per-layer history stays a
-true, linear log of changes: calling ``labels.undo()`` directly reverts the
-latest change in time, never something stale.
+brush strokes are steps of their own. A prompt's step also carries the clicks /
+boxes added or deleted since the step before (``_widget_3d_prompts``): undo takes
+them off the prompt layers, redo puts them back, without segmenting again.
+Every edit, undo and redo included, is written through ``Labels.data_setitem``,
+so napari's per-layer history stays a true, linear log of changes: calling
+``labels.undo()`` directly reverts the latest change in time, never something stale.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from qtpy.QtCore import QObject, QTimer
 from napari_medsam import _widget_3d_controls as dialogs
 from napari_medsam._widget_3d_controls import Session3DControls
 from napari_medsam._widget_3d_files import SessionFiles
+from napari_medsam._widget_3d_objects import ObjectNames
 from napari_medsam._widget_3d_paint import (
     LayerArray,
     history_item_to_flat,
@@ -34,6 +37,8 @@ from napari_medsam._widget_3d_paint import (
     revert_locked,
     save_labels_layer,
 )
+from napari_medsam._widget_3d_prompts import SessionPrompts
+from napari_medsam._widget_3d_registry import RegistryOnLayer
 from napari_medsam.session import LockedLabelError, SessionState, UndoStack
 from napari_medsam.tasks.jobs import propagate_job
 from napari_medsam.tasks.propagate import DEFAULT_MIN_AREA
@@ -44,7 +49,7 @@ def _uid(layer) -> object:
     return None if layer is None else getattr(layer, "unique_id", id(layer))
 
 
-class Session3D(QObject):
+class Session3D(ObjectNames, QObject):
     """Propagation, object names and locks, undo / redo and autosave for one widget.
 
     Parameters
@@ -59,6 +64,8 @@ class Session3D(QObject):
         self.controls = Session3DControls()
         self.state = SessionState()
         self.undo_stack = UndoStack()
+        self.prompt_layers = SessionPrompts(widget)  # prompt changes the next step carries
+        self.registry_view = RegistryOnLayer()  # label colours + metadata for the writer
         self.files = SessionFiles()
         self.image = None
         self.labels = None
@@ -79,11 +86,6 @@ class Session3D(QObject):
         widget.segment_runner.finished.connect(self._on_runner_finished)
         self._show_undo()
 
-    @property
-    def label(self) -> int:
-        """The current object's label id (the widget's spin box)."""
-        return int(self.w.controls.label_spin.value())
-
     # ------------------------------------------------------------ lifetime
     def attach(self, image, labels) -> None:
         """Follow ``image`` and its ``labels`` layer; a new scan opens (or restores) its session."""
@@ -93,8 +95,10 @@ class Session3D(QObject):
         self._unbind()
         self.image, self.labels = image, labels
         self.undo_stack = UndoStack()
+        self.prompt_layers.history.clear()
         if new_scan:
             self._open_session()
+        self.registry_view.show(labels, self.state.registry)
         labels.events.paint.connect(self._on_layer_paint)
         layers = [labels, self.w._clicks(), self.w._boxes()]
         for layer in filter(None, layers):
@@ -130,6 +134,8 @@ class Session3D(QObject):
         )
         if restored and self.state.active_label:
             self.w.controls.label_spin.setValue(int(self.state.active_label))
+        if restored:
+            self.prompt_layers.draw_saved(self.state, self.label)
         where = "autosaves beside the scan" if self.files.path else "not saved (no scan file)"
         self.controls.session_label.setText(f"Session: {where}. Hover here for help.")
 
@@ -138,49 +144,14 @@ class Session3D(QObject):
         self.end_propagation()
         self.files.close()
 
-    # ------------------------------------------------------------ objects
-    def is_locked(self, label: int) -> bool:
-        registry = self.state.registry
-        return label in registry and registry[label].locked
-
-    def _ensure_registered(self, label: int) -> None:
-        registry = self.state.registry
-        if label not in registry:
-            name = self.controls.name_combo.currentText().strip() if label == self.label else ""
-            registry.add(name or f"label {label}", label)
-
-    def on_label_changed(self, label: int) -> None:
-        """Show the name and lock of object ``label``."""
-        registry = self.state.registry
-        if label in registry:
-            name, locked = registry[label].name, registry[label].locked
-        else:
-            name, locked = f"label {label}", False  # until the user names it
-        self.controls.show_object(name, locked)
-        self.state.active_label = int(label)
-
-    def _on_name_chosen(self, *args) -> None:
-        name = self.controls.name_combo.currentText().strip()
-        label = self.label
-        if not name or (label in self.state.registry and self.state.registry.name(label) == name):
-            return
-        if label in self.state.registry:
-            self.state.registry.rename(label, name)
-        else:
-            self.state.registry.add(name, label)
-        self._changed()
-
-    def _on_lock_toggled(self, locked: bool) -> None:
-        self._ensure_registered(self.label)
-        self.state.registry.set_locked(self.label, locked)
-        self._changed()
-
+    # ------------------------------------------------------------ prompts
     def before_segment(self, label: int, z: int, prompt) -> bool:
         """A prompt asks to segment ``label`` on slice ``z``: False (with a warning) if locked."""
         if self.is_locked(label):
             show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; unlock it first.")
             return False
         self.end_propagation()  # a prompt supersedes a running propagation
+        self.prompt_layers.history.note_state(self.state, label, z)
         self.state.set_prompt(label, z, prompt)
         return True
 
@@ -196,13 +167,21 @@ class Session3D(QObject):
     def paint_result(self, result: SliceMask, by_user: bool | None = None) -> bool:
         """Paint a job's mask (a user prompt's result, or a propagated slice) as an undo step.
 
-        A user prompt's slice counts as corrected by hand: re-propagation keeps it.
+        A user prompt's slice counts as corrected by hand: re-propagation keeps it,
+        and its step carries the prompt changes since the last step (undo takes the
+        click or box off the prompt layers, redo puts it back).
         Returns False when nothing could be painted (the object is locked).
         """
-        self._record_layer_paints()  # a brush stroke still queued comes first
-        label, z = int(result.label), int(result.z)
         if by_user is None:
             by_user = result.job_id != self.propagation_job
+        name = f"segment slice {result.z}" if by_user else "propagate"
+        return self._paint(result, by_user, name, with_prompts=by_user)
+
+    def _paint(
+        self, result: SliceMask, by_user: bool, name: str, with_prompts: bool, extra=None
+    ) -> bool:
+        self._record_layer_paints()  # a brush stroke still queued comes first
+        label, z = int(result.label), int(result.z)
         if self.is_locked(label):
             show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; not painted.")
             return False
@@ -221,10 +200,10 @@ class Session3D(QObject):
         except LockedLabelError as exc:  # locked between submit and result
             show_warning(f"MedSAM: {exc}")
             return False
-        name = f"segment slice {z}" if by_user else "propagate"
-        self.undo_stack.record(
-            index, old, new, label, name, {"corrected": newly} if newly else None
-        )
+        extra = dict(extra or {}, **({"corrected": newly} if newly else {}))
+        if with_prompts:
+            extra.update(self.prompt_layers.history.take(self.state, label))
+        self.undo_stack.record(index, old, new, label, name, extra or None)
         if by_user:
             self.state.mark_corrected(label, z)
             self._last_corrected[label] = z
@@ -233,10 +212,13 @@ class Session3D(QObject):
 
     def clear_slice(self, label: int, z: int) -> None:
         """Remove object ``label`` from slice ``z`` (its last prompt there was deleted)."""
-        empty = np.zeros(self.labels.data.shape[1:], bool)
-        self.paint_result(SliceMask(-1, z, label, empty, 0.0, None), by_user=False)
+        self.prompt_layers.history.note_state(self.state, label, z)
         self.state.clear_prompts(label, z)
+        extra = {"uncorrected": [(label, z)]} if z in self.state.corrected_zs(label) else None
         self.state.unmark_corrected(label, z)
+        empty = np.zeros(self.labels.data.shape[1:], bool)
+        mask = SliceMask(-1, z, label, empty, 0.0, None)
+        self._paint(mask, False, f"clear slice {z}", True, extra)
 
     def _on_layer_paint(self, event) -> None:
         # napari emits ``paint`` before it writes a single (non-stroke) edit: handle it
@@ -306,6 +288,7 @@ class Session3D(QObject):
             return None
         locked_zs = self.state.corrected_zs(label) - {int(start_z)}
         locked_masks = {z: np.asarray(self.labels.data[z]) == label for z in locked_zs}
+        others = w.controls.others_negative_check.isChecked()
         task = propagate_job(
             w.holder,
             w.image.data,
@@ -317,6 +300,7 @@ class Session3D(QObject):
             locked_zs=locked_zs,
             locked_masks=locked_masks,
             clear_past_end=True,
+            negatives_from_zyx=np.array(self.labels.data) if others else None,  # a copy
         )
         self.end_propagation()
         self._ensure_registered(label)
@@ -359,27 +343,34 @@ class Session3D(QObject):
             self.cancel()  # a running propagation is stopped, then undone as a whole
         with self._writing():
             target = LayerArray(self.labels)
-            step = self.undo_stack.undo(target) if undo else self.undo_stack.redo(target)
+            stack, label = self.undo_stack, self.label
+            step = stack.undo(target, label) if undo else stack.redo(target, label)
         if step is None:
+            name = self.state.registry.name(label) if label in self.state.registry else label
+            self.w._update_status(f"nothing to {'undo' if undo else 'redo'} for {name}")
             return
-        for label, z in step.extra.get("corrected", ()):
-            if undo:
-                self.state.unmark_corrected(label, z)
-            else:
-                self.state.mark_corrected(label, z)
+        self.state.replay_corrections(step.extra, undo)
+        self.prompt_layers.replay(step.extra, undo, self.state, self.label)
         self.w._update_status(f"{'undid' if undo else 'redid'} {step.name}")
         self._changed()
 
     def _show_undo(self) -> None:
-        names = self.undo_stack.undo_names
+        """Undo / redo act on the current object's steps (steps that touched its voxels)."""
+        undo_step = self.undo_stack.peek(self.label)
+        redo_step = self.undo_stack.peek(self.label, redo=True)
         self.controls.set_undo_state(
-            self.undo_stack.can_undo(), self.undo_stack.can_redo(), names[-1] if names else None
+            undo_step is not None,
+            redo_step is not None,
+            undo_step.name if undo_step else None,
+            redo_step.name if redo_step else None,
         )
 
     # ------------------------------------------------------------ saving
     def _changed(self) -> None:
         """Something changed: refresh the undo buttons and schedule an autosave."""
         self._show_undo()
+        if self.labels is not None:
+            self.registry_view.show(self.labels, self.state.registry)
         if self.propagation_job is not None or self.labels is None:
             return  # a propagation is saved once, when it ends
         self.state.active_label = self.label
@@ -393,5 +384,6 @@ class Session3D(QObject):
         if not path:
             return None
         written = save_labels_layer(self.labels, self.state.registry, path)
+        self._changed()  # the ids the volume held are registered now
         show_info(f"MedSAM: saved {written.name} and its label names")
         return written

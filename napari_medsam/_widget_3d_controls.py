@@ -21,7 +21,8 @@ HELP_3D = (
     "on the slices above and below the one shown, from its mask there. Correct any slice "
     "with clicks, a box or napari's brush, then <b>Re-propagate</b> (<b>Shift+P</b>) from "
     "that slice: hand-corrected slices are kept. <b>Ctrl+Z</b> / <b>Ctrl+Shift+Z</b>: "
-    "undo / redo (a whole propagation is one step). The session autosaves next to the scan."
+    "undo / redo of the current object's steps (a whole propagation is one step; undoing a "
+    "click's or box's result takes it off the layer too). The session autosaves next to the scan."
 )
 
 
@@ -136,7 +137,14 @@ class Session3DControls(QWidget):
         self.propagate_button.setEnabled(not running)
         self.repropagate_button.setEnabled(not running)
 
-    def set_undo_state(self, can_undo: bool, can_redo: bool, last: str | None) -> None:
+    def set_undo_state(
+        self, can_undo: bool, can_redo: bool, last: str | None, next_redo: str | None = None
+    ) -> None:
         self.undo_button.setEnabled(can_undo)
         self.redo_button.setEnabled(can_redo)
-        self.undo_button.setToolTip(f"Undo {last} (Ctrl+Z)" if last else "Nothing to undo")
+        self.undo_button.setToolTip(
+            f"Undo {last} (Ctrl+Z)" if last else "Nothing to undo for this object"
+        )
+        self.redo_button.setToolTip(
+            f"Redo {next_redo} (Ctrl+Shift+Z)" if next_redo else "Nothing to redo for this object"
+        )

@@ -7,14 +7,17 @@ Used by :class:`napari_medsam._widget_3d.Session3D`; GUI thread only (the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 
 from napari_medsam.session import (
     Autosaver,
     LabelRegistry,
+    SessionCorruptError,
     SessionInfo,
     SessionState,
     find_session,
@@ -23,6 +26,18 @@ from napari_medsam.session import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def set_aside(session_dir) -> Path:
+    """Rename an unreadable session folder so a new session never overwrites its files."""
+    session_dir = Path(session_dir)
+    kept = session_dir.with_name(f"{session_dir.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        session_dir.rename(kept)
+    except OSError as exc:
+        logger.warning("MedSAM: cannot rename %s: %s", session_dir, exc)
+        return session_dir
+    return kept
 
 
 def scan_path(image) -> str | None:
@@ -55,9 +70,17 @@ class SessionFiles:
         state = None
         info = find_session(path) if path else None
         if info is not None and info.scan_matches and tuple(info.shape_zyx) == shape and ask(info):
-            labels_zyx, state = restore(info)
-            labels.data = labels_zyx.astype(labels.data.dtype, copy=False)
-            show_info(f"MedSAM: restored the session saved in {info.session_dir}")
+            try:
+                labels_zyx, state = restore(info)
+            except (SessionCorruptError, OSError) as exc:
+                kept = set_aside(info.session_dir)
+                show_warning(
+                    f"MedSAM: the saved session cannot be restored ({exc}); "
+                    f"its files are kept in {kept}. Starting a new session."
+                )
+            else:
+                labels.data = labels_zyx.astype(labels.data.dtype, copy=False)
+                show_info(f"MedSAM: restored the session saved in {info.session_dir}")
         restored = state is not None
         if state is None:
             registry = (LabelRegistry.load_sidecar(path) if path else None) or LabelRegistry()

@@ -138,15 +138,16 @@ def save_labels_layer(layer: Labels, registry, path: str | Path) -> Path:
 
     A path without ``.nii`` / ``.nii.gz`` gets ``.nii.gz``. Ids in the volume
     missing from the registry are registered (TotalSegmentator names) first.
+    The sidecars are written by the npe2 writer, as for napari's own *File > Save*.
     Returns the NIfTI written.
     """
     from napari_medsam.io.napari_writer import write_labels
+    from napari_medsam.session.labels import LAYER_METADATA_KEY
 
     path = str(path)
     if not path.lower().endswith((".nii", ".nii.gz")):
         path += ".nii.gz"
-    meta = {"metadata": layer.metadata, "scale": tuple(layer.scale), "name": layer.name}
-    written = Path(write_labels(path, np.asarray(layer.data), meta)[0])
     registry.sync_with(layer.data)
-    registry.save_sidecars(written)
-    return written
+    metadata = {**layer.metadata, LAYER_METADATA_KEY: registry.to_dict()}
+    meta = {"metadata": metadata, "scale": tuple(layer.scale), "name": layer.name}
+    return Path(write_labels(path, np.asarray(layer.data), meta)[0])

@@ -94,6 +94,13 @@ class Controls(QWidget):
         self.label_spin.setValue(1)
         self.label_spin.setToolTip("Label id of the object being segmented")
         self.negative_check = QCheckBox("Negative clicks (N)")
+        self.others_negative_check = QCheckBox("Other objects are negative")
+        self.others_negative_check.setToolTip(
+            "Add negative clicks inside the other labelled objects that the box reaches "
+            "(or that lie near the clicks), on each slice segmented or propagated, so the "
+            "new object stays out of them. For click-trained models (SAM, Med-SA): the "
+            "box-trained LiteMedSAM does worse with any click (spleen Dice 0.95 -> 0.73)."
+        )
         self.commit_button = QPushButton("Commit object (Enter)")
         self.embed_button = QPushButton("Embed nearby slices")
         self.embed_button.setToolTip(
@@ -125,6 +132,7 @@ class Controls(QWidget):
         layout.addWidget(self.message_label)
         layout.addLayout(form)
         layout.addWidget(self.negative_check)
+        layout.addWidget(self.others_negative_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)

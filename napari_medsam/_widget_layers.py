@@ -142,6 +142,61 @@ def to_image_zyx(layer, coords: np.ndarray, image: Image) -> np.ndarray:
     return out
 
 
+def from_image_zyx(layer, coords_zyx: np.ndarray, image: Image) -> np.ndarray:
+    """Convert ``coords_zyx`` from ``image``'s data frame to ``layer``'s (inverse of :func:`to_image_zyx`).
+
+    Parameters
+    ----------
+    layer : napari layer
+        The layer whose data frame the result is in.
+    coords_zyx : np.ndarray
+        (N, 3) float (z, y, x) in the image's voxel (data) frame.
+    image : Image
+        The image layer the coordinates refer to.
+
+    Returns
+    -------
+    np.ndarray
+        (N, 3) float coordinates in ``layer``'s data frame.
+    """
+    coords_zyx = np.atleast_2d(np.asarray(coords_zyx, dtype=float))
+    out = np.empty_like(coords_zyx)
+    for i, point in enumerate(coords_zyx):
+        out[i] = layer.world_to_data(image.data_to_world(point))
+    return out
+
+
+def draw_slice_prompt(
+    clicks: Points, boxes: Shapes, image: Image, z: int, prompt: SlicePrompt
+) -> None:
+    """Add a slice's saved clicks and box to the prompt layers (emits their data events).
+
+    Parameters
+    ----------
+    clicks, boxes : Points, Shapes
+        The prompt layers (any scale / translate; coordinates go through world space).
+    image : Image
+        The image the prompt's slice belongs to.
+    z : int
+        The slice index in ``image``'s data frame.
+    prompt : SlicePrompt
+        Points (row, col) on the slice, labels 1 / 0, box (y0, x0, y1, x1) inclusive corners.
+    """
+    points_yx = np.asarray(prompt.points_yx, float).reshape(-1, 2)
+    positive = np.asarray(prompt.point_labels).reshape(-1) > 0
+    default = bool(clicks.feature_defaults["positive"].iloc[0])
+    try:
+        for point_yx, is_positive in zip(points_yx, positive, strict=True):
+            clicks.feature_defaults["positive"] = bool(is_positive)
+            clicks.add(from_image_zyx(clicks, [(z, *point_yx)], image))
+    finally:
+        clicks.feature_defaults["positive"] = default
+    if prompt.box_yxyx is not None:
+        y0, x0, y1, x1 = (float(v) for v in prompt.box_yxyx)
+        corners_zyx = [(z, y0, x0), (z, y0, x1), (z, y1, x1), (z, y1, x0)]
+        boxes.add_rectangles(from_image_zyx(boxes, corners_zyx, image))
+
+
 def prompt_slices(layer, indices, image: Image) -> set[int]:
     """Image slice indices of the points / shapes ``indices`` of a prompt layer."""
     zs = set()

@@ -19,12 +19,14 @@ WINDOW = IntensityWindow(0.0, 1.0)
 
 
 def _volume():
-    labels = np.zeros((14, 24, 24), np.uint8)
-    yy, xx = np.mgrid[:24, :24]
+    labels = np.zeros((14, 32, 32), np.uint8)
+    yy, xx = np.mgrid[:32, :32]
     for z in range(2, 12):
-        r = 3 + min(z - 2, 11 - z)  # largest in the middle
-        labels[z][(yy - 8) ** 2 + (xx - 8) ** 2 <= r * r] = 1
-    labels[4:9, 16:22, 16:22] = 2
+        # largest in the middle; neighbouring slices overlap (IoU >= 0.75) as organs do,
+        # above propagation's default stop_overlap
+        r = 6 + min(z - 2, 11 - z)
+        labels[z][(yy - 10) ** 2 + (xx - 10) ** 2 <= r * r] = 1
+    labels[4:9, 22:28, 22:28] = 2
     return labels
 
 

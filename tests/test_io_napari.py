@@ -195,3 +195,70 @@ def test_napari_layers_accept_our_tuples_and_save_through_the_writer(tmp_path):
     np.testing.assert_array_equal(
         np.asarray(back.dataobj), (np.asarray(nib.load(path).dataobj) > 0).astype(np.uint8)
     )
+
+
+def _registry_record(names_by_id: dict[int, str]) -> dict:
+    from napari_medsam.session import LabelRegistry
+
+    registry = LabelRegistry()
+    for label_id, name in names_by_id.items():
+        registry.add(name, label_id, color=(1, 2, 3))
+    return registry.to_dict()
+
+
+def test_writer_writes_label_sidecars_from_the_layer_metadata(tmp_path):
+    from napari_medsam.session import LabelRegistry
+    from napari_medsam.session.labels import LAYER_METADATA_KEY, sidecar_paths
+
+    path = _ct_file(tmp_path)
+    [(data, kwargs, _)] = napari_get_reader(str(path))(str(path))
+    labels = np.zeros(data.shape, np.uint16)
+    labels[1, 2, 3], labels[2, 2, 3] = 7, 5  # 5 is not in the registry
+    metadata = {**kwargs["metadata"], LAYER_METADATA_KEY: _registry_record({7: "my tumour"})}
+    out = tmp_path / "seg.nii.gz"
+    assert write_labels(str(out), labels, {"name": "seg", "metadata": metadata}) == [str(out)]
+    back = LabelRegistry.load_sidecar(out)
+    assert back.ids() == [5, 7]
+    assert back.name(7) == "my tumour" and back[7].color == (1, 2, 3)
+    assert back.name(5) == "liver"  # TotalSegmentator's name for an unnamed id
+    paths = sidecar_paths(out)
+    assert '"my tumour"' in paths["itksnap"].read_text()
+    assert "7 my_tumour 1 2 3 255" in paths["slicer"].read_text()
+    assert [d["id"] for d in metadata[LAYER_METADATA_KEY]["labels"]] == [7]  # layer unchanged
+
+
+def test_writer_without_a_registry_writes_no_sidecars(tmp_path):
+    from napari_medsam.session.labels import sidecar_paths
+
+    path = _ct_file(tmp_path)
+    [(data, kwargs, _)] = napari_get_reader(str(path))(str(path))
+    out = tmp_path / "plain.nii.gz"
+    write_labels(str(out), (data > 0).astype(np.uint8), kwargs)
+    assert out.is_file() and not any(p.exists() for p in sidecar_paths(out).values())
+
+
+def test_writer_with_a_bad_registry_keeps_the_nifti_and_says_why(tmp_path, caplog):
+    from napari_medsam.session.labels import LAYER_METADATA_KEY, sidecar_paths
+
+    labels = np.zeros((4, 5, 6), np.uint8)
+    meta = {"name": "seg", "scale": (1, 1, 1), "metadata": {LAYER_METADATA_KEY: {"format": "x"}}}
+    out = tmp_path / "bad_names.nii.gz"
+    with caplog.at_level(logging.WARNING, logger="napari_medsam.io.napari_writer"):
+        assert write_labels(str(out), labels, meta) == [str(out)]
+    assert out.is_file() and not sidecar_paths(out)["json"].exists()
+    assert "not a label registry" in caplog.text and "without label names" in caplog.text
+
+
+def test_napari_layer_save_writes_sidecars(tmp_path):
+    layers_mod = pytest.importorskip("napari.layers")
+    from napari_medsam.session import LabelRegistry
+    from napari_medsam.session.labels import LAYER_METADATA_KEY
+
+    npe2.PluginManager.instance().discover()
+    path = _ct_file(tmp_path, "layer.nii.gz")
+    [(data, kwargs, _)] = napari_get_reader(str(path))(str(path))
+    metadata = {**kwargs["metadata"], LAYER_METADATA_KEY: _registry_record({1: "spleen tip"})}
+    labels = layers_mod.Labels((data > 0).astype(np.uint8), metadata=metadata)
+    out = tmp_path / "layer_seg.nii.gz"
+    assert [Path(p) for p in labels.save(str(out), plugin="napari-medsam")] == [out]
+    assert LabelRegistry.load_sidecar(out).name(1) == "spleen tip"

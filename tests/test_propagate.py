@@ -9,6 +9,7 @@ from napari_medsam.evaluation.fakes import OracleEngine
 from napari_medsam.prompts.intensity import IntensityWindow
 from napari_medsam.tasks.propagate import (
     DEFAULT_BOX_MARGIN,
+    DEFAULT_STOP_OVERLAP,
     default_settings,
     interior_point_yx,
     mask_iou,
@@ -20,12 +21,17 @@ from napari_medsam.types import Progress, SliceMask, SlicePrediction
 WINDOW = IntensityWindow(0.0, 1.0)
 
 
-def _blob_volume(n_z=12, zs=range(3, 9), shape=(20, 20)):
-    """A cylinder of label 1 on slices ``zs``, radius changing with z."""
-    labels = np.zeros((n_z, *shape), np.uint8)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    for z in zs:
-        r = 3 + (z % 3)
+def _blob_volume(n_z=12):
+    """Label 1: a disk on slices 3..8 of a (n_z, 20, 20) volume, radius 5, 6, 7, 8, 7, 6 px.
+
+    The radius changes by one pixel a slice, so every slice's box differs while
+    neighbouring slices overlap (IoU 0.72..0.76) above the default
+    ``stop_overlap``, as an organ's slices do on CT.
+    """
+    labels = np.zeros((n_z, 20, 20), np.uint8)
+    yy, xx = np.mgrid[:20, :20]
+    for z in range(3, 9):
+        r = 8 - abs(z - 6)
         labels[z][(yy - 10) ** 2 + (xx - 10) ** 2 <= r * r] = 1
     return labels
 
@@ -113,7 +119,7 @@ def test_repropagation_from_a_corrected_slice():
     truth = _blob_volume()
     wrong = truth.copy()
     wrong[6:9] = 0
-    wrong[6:9, 0:6, 0:6] = 1  # the model drifts to a wrong blob above slice 5
+    wrong[6:9, 0:4, 0:4] = 1  # the model drifts to a wrong blob above slice 5
     # (no overlap guard here: the default one would stop at the jump, which is a feature)
     masks, _ = _run(ScriptedEngine(wrong == 1), truth, 5, direction="up", stop_overlap=0.0)
     assert [m.z for m in masks] == [6, 7, 8] and not (masks[0].mask_yx & (truth[6] == 1)).any()
@@ -137,11 +143,16 @@ def test_score_and_overlap_thresholds_stop_a_direction():
     masks, _ = _run(engine, labels, 5, stop_score=0.5)
     assert [m.z for m in masks] == [6, 4, 3]
     shifted = labels == 1
-    shifted[4] = np.roll(shifted[4], 6, axis=1)  # jumps away from slice 5's mask
-    masks, _ = _run(ScriptedEngine(shifted), labels, 5, stop_overlap=0.3)
+    shifted[4] = np.roll(shifted[4], 4, axis=1)  # slides sideways, off slice 5's mask
+    jump = mask_iou(shifted[4], shifted[5])
+    assert 0.3 < jump < 0.5
+    masks, _ = _run(ScriptedEngine(shifted), labels, 5, stop_overlap=jump + 0.01)
     assert [m.z for m in masks] == [6, 7, 8]
-    masks, _ = _run(ScriptedEngine(labels == 1), labels, 5, min_area=40)
-    assert all((labels[m.z] == 1).sum() >= 40 for m in masks)
+    masks, _ = _run(ScriptedEngine(shifted), labels, 5, stop_overlap=jump - 0.01)
+    assert [m.z for m in masks] == [6, 7, 8, 4]  # slice 3 does not overlap the shifted 4 enough
+    areas = (labels == 1).sum(axis=(1, 2))  # 81, 113, 149, 197, 149, 113 on slices 3..8
+    masks, _ = _run(ScriptedEngine(labels == 1), labels, 5, min_area=int(areas[3]) + 1)
+    assert [m.z for m in masks] == [6, 7, 8, 4]  # slice 3 is the only one below the area
 
 
 def test_clear_past_end_only_at_the_outer_end():
@@ -219,7 +230,69 @@ def test_default_overlap_guard_stops_a_jump_to_another_object():
     truth = _blob_volume()
     wrong = truth.copy()
     wrong[6:9] = 0
-    wrong[6:9, 0:6, 0:6] = 1
+    wrong[6:9, 0:4, 0:4] = 1
     masks, _ = _run(ScriptedEngine(wrong == 1), truth, 5, direction="up")
     assert masks == []
     assert default_settings()["stop_overlap"] > 0.0
+
+
+def test_default_overlap_guard_stops_a_leak_into_a_neighbour():
+    """A mask that spills into the organ next door (IoU 0.57 with the slice before) ends
+    the direction with the measured default; a mild guard (0.2) would paint it and go on."""
+    truth = _blob_volume()
+    leak = truth == 1
+    leak[6, 1:19, 14:20] = True  # slice 6's mask runs into a neighbour on the right
+    overlap = mask_iou(leak[6], truth[5] == 1)
+    assert 0.2 < overlap < DEFAULT_STOP_OVERLAP
+    masks, _ = _run(ScriptedEngine(leak), truth, 5, direction="up")
+    assert masks == []
+    masks, _ = _run(ScriptedEngine(leak), truth, 5, direction="up", stop_overlap=0.2)
+    assert [m.z for m in masks] == [6, 7, 8]
+
+
+def _sweep_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_propagation.py"
+    spec = importlib.util.spec_from_file_location("sweep_propagation", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_replay_of_one_unstopped_run_equals_propagation_with_each_threshold():
+    """benchmarks/sweep_propagation.py replays thresholds on one recorded chain: the
+    slices it keeps must be exactly those a real run with the thresholds paints."""
+    sweep = _sweep_module()
+    labels = _blob_volume()
+    masks = labels == 1
+    masks[4] = np.roll(masks[4], 4, axis=1)  # overlap 0.42 with the seed
+    masks[9:] = masks[8]  # the model goes on past the object's end
+    scores = {7: 0.82, 10: 0.6}
+    image = labels.astype(np.float32)
+    chains = sweep.record_chains(
+        ScriptedEngine(masks, scores), image, WINDOW, 5, labels[5] == 1, 1, 2, "vol"
+    )
+    # up runs to the volume's end, down ends at the first empty mask (slice 2)
+    assert [[r.z for r in c] for c in chains] == [[6, 7, 8, 9, 10, 11], [4, 3]]
+    assert chains[0][1].score == 0.82 and chains[1][0].overlap == mask_iou(masks[4], masks[5])
+    kept_sets = set()
+    for s in (None, 0.8, 0.85):
+        for o in (None, 0.4, 0.6):
+            for min_area in (1, 100):
+                kept = sweep.replay(chains, s, o, min_area)
+                run, _ = _run(
+                    ScriptedEngine(masks, scores), labels, 5,
+                    stop_score=-np.inf if s is None else s,
+                    stop_overlap=0.0 if o is None else o, min_area=min_area,
+                )  # fmt: skip
+                assert [r.z for r in kept] == [m.z for m in run], (s, o, min_area)
+                for r, m in zip(kept, run, strict=True):
+                    np.testing.assert_array_equal(r.mask_yx, m.mask_yx)
+                kept_sets.add(tuple(r.z for r in kept))
+    assert len(kept_sets) >= 4  # the thresholds do cut the chain in different places
+    gt = labels == 1
+    assert sweep.volume_dice(gt, 5, gt[5], []) < sweep.volume_dice(gt, 5, gt[5], chains[0][:3])

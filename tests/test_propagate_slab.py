@@ -14,13 +14,18 @@ from napari_medsam.types import Progress, SliceMask, SlicePrediction, SlicePromp
 WINDOW = IntensityWindow(0.0, 1.0)
 
 
-def _disk_volume(n_z=12, shape=(20, 20)):
-    """Label 1: a disk on every slice whose radius grows with z (so every slice's box differs)."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros((n_z, *shape), np.uint8)
+def _disk_volume(n_z=12):
+    """Label 1: a disk on every slice of a (n_z, 32, 32) volume, radius 6 + z // 2 px.
+
+    The radius grows by a pixel every second slice, so the slices that prompt the
+    slabs below (2, 5, 8) have different boxes, while neighbouring slices overlap
+    (IoU >= 0.75) above the default ``stop_overlap``, as an organ's slices do.
+    """
+    yy, xx = np.mgrid[:32, :32]
+    labels = np.zeros((n_z, 32, 32), np.uint8)
     for z in range(n_z):
-        r = 2 + z // 2
-        labels[z][(yy - 10) ** 2 + (xx - 10) ** 2 <= r * r] = 1
+        r = 6 + z // 2
+        labels[z][(yy - 16) ** 2 + (xx - 16) ** 2 <= r * r] = 1
     return labels
 
 
@@ -111,8 +116,8 @@ def test_stop_rules_apply_per_slice_and_discard_the_rest_of_the_slab():
 def test_locked_slices_cut_slabs_and_seed_the_next_one():
     labels = _disk_volume()
     engine = SlabEngine(labels == 1, depth=3)
-    hand = np.zeros((20, 20), bool)
-    hand[6:14, 5:14] = True  # the user's correction on slice 7 (overlaps slice 8's disk)
+    hand = np.zeros((32, 32), bool)
+    hand[8:25, 7:26] = True  # the user's correction on slice 7 (IoU 0.86 with slice 8's disk)
     masks, _ = _run(engine, labels, 5, direction="up", locked_zs={7}, locked_masks={7: hand})
     assert [m.z for m in masks] == [6, 8, 9, 10, 11]
     assert engine.slabs == [[6], [8, 9, 10], [11]]

@@ -19,6 +19,10 @@ WIDGET = ("napari-medsam", "MedSAM segmentation")
 LIVER = 1
 SEED_Z = 8  # where the phantom's liver is largest
 LIVER_ZS = set(range(4, 12))
+# the liver's pointy ends (slices 4 and 11) overlap their neighbours by IoU 0.38 and 0.50 on
+# this 4 mm phantom, below DEFAULT_STOP_OVERLAP (0.6): propagation stops short of them, as it
+# does at real organs' last slices
+PROPAGATED_ZS = set(range(5, 11))
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +100,16 @@ def test_propagate_paints_the_object_through_the_volume(make_napari_viewer, qtbo
     )
     labels.events.set_data.connect(lambda e: painted.append(1))
     _propagate_with_key(qtbot, viewer, widget, image, SEED_Z)
-    assert _painted_zs(labels, LIVER) == LIVER_ZS
+    assert _painted_zs(labels, LIVER) == PROPAGATED_ZS
     got, want = labels.data == LIVER, truth == LIVER
     assert not (got & ~want).any()  # only liver voxels
-    assert 2 * (got & want).sum() / (got.sum() + want.sum()) > 0.95
+    inner = sorted(PROPAGATED_ZS)
+    assert 2 * (got & want)[inner].sum() / (got[inner].sum() + want[inner].sum()) > 0.95
     assert not (labels.data[~want] != 0).any()  # no other organ was touched
     # progress bar over the 11 other slices, shown while it ran; slices arrived one by one
     assert progress and progress[-1][0] == 11 and any(shown for _, shown in progress)
     assert widget.controls.progress_bar.isHidden()
-    assert len(painted) >= len(LIVER_ZS) - 1
+    assert len(painted) >= len(PROPAGATED_ZS) - 1
     # every model call after the first came from the previous slice's mask, off the GUI thread
     zs = [c.cache_key.z for c in engine.predict_calls[1:]]
     assert zs[:3] == [9, 10, 11] and zs[3:6] == [7, 6, 5]
@@ -146,33 +151,34 @@ def test_correct_then_repropagate_keeps_corrected_slices(make_napari_viewer, qtb
     _segment_liver(qtbot, viewer, widget, image, truth)
     widget.session3d.propagate(start_z=SEED_Z)
     _wait_idle(qtbot, widget)
-    # correct slice 10 with a box over the left part of the liver only
-    y0, x0, y1, x1 = _bbox(truth[10] == LIVER, margin=0)
-    half = (x0 + x1) // 2
-    _add_box(boxes, image, 10, y0, x0, y1, half)
-    qtbot.waitUntil(lambda: not (labels.data[10, :, half + 1 :] == LIVER).any(), timeout=10000)
+    # correct slice 9 with a box over the left two thirds of the liver only (slice 10,
+    # predicted from it, still overlaps it by IoU 0.68 > DEFAULT_STOP_OVERLAP)
+    y0, x0, y1, x1 = _bbox(truth[9] == LIVER, margin=0)
+    cut = x0 + 2 * (x1 - x0) // 3
+    _add_box(boxes, image, 9, y0, x0, y1, cut)
+    qtbot.waitUntil(lambda: not (labels.data[9, :, cut + 1 :] == LIVER).any(), timeout=10000)
     _wait_idle(qtbot, widget)
-    corrected_10 = labels.data[10].copy()
+    corrected_9 = labels.data[9].copy()
     # and slice 6 with napari's brush: erase a liver pixel, paint one more
     ys, xs = np.nonzero(labels.data[6] == LIVER)
     labels.paint((6, ys[0], xs[0]), 0, refresh=True)
     labels.paint((6, 40, 5), LIVER, refresh=True)
     corrected_6 = labels.data[6].copy()
-    qtbot.waitUntil(lambda: widget.session3d.state.corrected_zs(LIVER) == {SEED_Z, 10, 6})
-    # re-propagate from the last correction (slice 6, Shift+P): slices 10 and 8 stay as they are
+    qtbot.waitUntil(lambda: widget.session3d.state.corrected_zs(LIVER) == {SEED_Z, 9, 6})
+    # re-propagate from the last correction (slice 6, Shift+P): slices 9 and 8 stay as they are
     before = labels.data.copy()
     _propagate_with_key(qtbot, viewer, widget, image, SEED_Z, key="Shift-P")
-    np.testing.assert_array_equal(labels.data[10], corrected_10)
+    np.testing.assert_array_equal(labels.data[9], corrected_9)
     np.testing.assert_array_equal(labels.data[6], corrected_6)
     np.testing.assert_array_equal(labels.data[SEED_Z], before[SEED_Z])
-    # the slice after the corrected 10 follows the correction (cut on the right)
-    assert (labels.data[11] == LIVER).any()
-    assert (labels.data[11] == LIVER).sum() < (before[11] == LIVER).sum()
+    # the slice after the corrected 9 follows the correction (cut on the right)
+    assert (labels.data[10] == LIVER).any()
+    assert (labels.data[10] == LIVER).sum() < (before[10] == LIVER).sum()
     # and the model was never asked for a corrected slice during the re-propagation
     n = len(engine.predict_calls)
     widget.session3d.propagate(start_z=6)
     _wait_idle(qtbot, widget)
-    assert not {c.cache_key.z for c in engine.predict_calls[n:]} & {6, 8, 10}
+    assert not {c.cache_key.z for c in engine.predict_calls[n:]} & {6, 8, 9}
 
 
 def test_lock_prevents_overwriting(make_napari_viewer, qtbot, phantom):
@@ -307,3 +313,73 @@ def test_declined_restore_starts_empty(make_napari_viewer, qtbot, phantom, tmp_p
     _, widget2 = viewer2.window.add_plugin_dock_widget(*WIDGET)
     assert len(asked) == 1 and not widget2.labels.data.any()
     assert widget2.session3d.state.corrected == {}
+
+
+def test_undo_is_per_object(make_napari_viewer, qtbot, phantom):
+    """Ctrl+Z undoes the current object's last step, even when another object changed later."""
+    engine = FakeEngine()  # answers with the box itself
+    viewer, widget, image = _open(make_napari_viewer, phantom.image_zyx, engine)
+    labels, boxes, s3 = widget.labels, viewer.layers["boxes"], widget.session3d
+    _add_box(boxes, image, 4, 10, 10, 19, 19)  # object 1, slice 4
+    qtbot.waitUntil(lambda: (labels.data[4] == 1).sum() == 100, timeout=10000)
+    _wait_idle(qtbot, widget)
+    _add_box(boxes, image, 6, 10, 10, 19, 19)  # object 1, slice 6
+    qtbot.waitUntil(lambda: (labels.data[6] == 1).sum() == 100, timeout=10000)
+    _wait_idle(qtbot, widget)
+    widget.commit_object()
+    assert widget.controls.label_spin.value() == 2
+    assert not s3.controls.undo_button.isEnabled()  # object 2 has no step yet
+    _add_box(boxes, image, 4, 40, 40, 49, 49)  # object 2, slice 4: the latest step overall
+    qtbot.waitUntil(lambda: (labels.data[4] == 2).sum() == 100, timeout=10000)
+    _wait_idle(qtbot, widget)
+    object2 = labels.data == 2
+    widget.controls.label_spin.setValue(1)
+    assert s3.controls.undo_button.isEnabled()
+    assert "segment slice 6" in s3.controls.undo_button.toolTip()
+    _key(labels, "Ctrl+Z")  # object 1's slice 6 goes; object 2 stays
+    assert not (labels.data[6] == 1).any() and (labels.data[4] == 1).sum() == 100
+    np.testing.assert_array_equal(labels.data == 2, object2)
+    _key(labels, "Ctrl+Z")
+    assert not (labels.data == 1).any() and not s3.controls.undo_button.isEnabled()
+    np.testing.assert_array_equal(labels.data == 2, object2)
+    _key(labels, "Ctrl+Shift+Z")
+    assert (labels.data[4] == 1).sum() == 100 and not (labels.data[6] == 1).any()
+    widget.controls.label_spin.setValue(2)
+    _key(labels, "Ctrl+Z")  # now object 2's own step
+    assert not (labels.data == 2).any() and (labels.data[4] == 1).sum() == 100
+
+
+def test_unreadable_session_is_set_aside_not_lost(
+    make_napari_viewer, qtbot, phantom, tmp_path, never_ask
+):
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.image_zyx.T.copy(), np.eye(4)), path)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-medsam")
+    _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+    widget.engine = FakeEngine()
+    _add_box(viewer.layers["boxes"], widget.image, 3, 10, 10, 29, 29)
+    qtbot.waitUntil(lambda: (widget.labels.data[3] == 1).any(), timeout=10000)
+    _wait_idle(qtbot, widget)
+    session_dir = widget.session3d.saver.session_dir
+    widget.close()  # a clean exit writes a snapshot
+    snapshots = sorted(session_dir.glob("labels-*.npz"))
+    assert snapshots
+    for snapshot in snapshots:
+        snapshot.write_bytes(b"not an npz")
+    for journal in session_dir.glob("journal-*.bin"):
+        journal.unlink()  # nothing to replay from: the snapshot is needed
+    viewer2 = make_napari_viewer()
+    viewer2.open(str(path), plugin="napari-medsam")
+    _, widget2 = viewer2.window.add_plugin_dock_widget(*WIDGET)
+    assert len(never_ask) == 1  # offered, then it could not be read
+    assert not widget2.labels.data.any()
+    kept = list(tmp_path.glob("scan.medsam-session.unreadable-*"))
+    assert len(kept) == 1 and (kept[0] / snapshots[0].name).read_bytes() == b"not an npz"
+    # the new session starts cleanly beside it
+    widget2.engine = FakeEngine()
+    _add_box(viewer2.layers["boxes"], widget2.image, 4, 10, 10, 29, 29)
+    qtbot.waitUntil(lambda: (widget2.labels.data[4] == 1).any(), timeout=10000)
+    _wait_idle(qtbot, widget2)
+    assert widget2.session3d.saver.flush(10)
+    assert widget2.session3d.saver.session_dir == session_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -67,10 +68,21 @@ def build_viewer(path: str | Path | None = None, viewer=None):
     return viewer, widget
 
 
-def run_app(path: str | Path | None = None) -> int:
-    """Run napari with the MedSAM widget until the window closes; returns 0."""
+def run_app(path: str | Path | None = None, on_ready: Callable | None = None) -> int:
+    """Run napari with the MedSAM widget until the window closes; returns 0.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        As for :func:`build_viewer`.
+    on_ready : callable, optional
+        Called as ``on_ready(viewer, widget)`` once both exist, before the event
+        loop starts (the crash test's driver injects its engine and edits there).
+    """
     import napari
 
-    build_viewer(path)
+    viewer, widget = build_viewer(path)
+    if on_ready is not None:
+        on_ready(viewer, widget)
     napari.run()
     return 0

@@ -10,6 +10,13 @@ With ``--propagate`` the object is then followed up and down through the volume
 from the prompted slices (kept as segmented), as the app's propagation does,
 with its measured stop rules; each slice takes the result of the nearest
 prompted slice that reached it.
+
+With ``--negatives-from LABELS`` (a label file on the scan's grid, e.g. an
+earlier ``--out``) the objects already there, other than ``--label``, become
+negative clicks inside each box and each propagated slice's box, so the new
+object stays out of them. Meant for click-trained models (SAM, Med-SA): the
+box-trained LiteMedSAM does worse with any click (see
+``napari_medsam/prompts/negatives.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from napari_medsam.tasks.propagate import DEFAULT_STOP_SCORE
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +106,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="propagate the object from the prompted slices through the volume")  # fmt: skip
     parser.add_argument("--stop-score", type=_score, default=None, metavar="IOU",
                         help="with --propagate: stop where the predicted IoU falls below this "
-                             "(default: the measured 0.8)")  # fmt: skip
+                             f"(default: the measured {DEFAULT_STOP_SCORE})")  # fmt: skip
     parser.add_argument("--slab-depth", type=_positive, default=None, metavar="D",
                         help="with --propagate and an SD-Trans Med-SA model: slices per model call "
                              "(default: the model's depth; 1 = slice by slice)")  # fmt: skip
+    parser.add_argument("--negatives-from", type=Path, default=None, metavar="LABELS",
+                        help="label file on the scan's grid: its objects other than --label "
+                             "become negative clicks inside the boxes")  # fmt: skip
     parser.set_defaults(func=run)
     return parser
 
@@ -149,6 +161,32 @@ def slice_prompts(args: argparse.Namespace, metadata: dict):
     return dict(per_slice)
 
 
+def load_negative_labels(path: Path, volume) -> np.ndarray:
+    """Read a label file for ``--negatives-from``: (Z, Y, X) integers on the scan's display grid.
+
+    Raises
+    ------
+    ValueError
+        The file is not on the scan's grid (shape or affine) or holds non-integer values.
+    """
+    from napari_medsam.io.nifti import load_nifti
+
+    labels = load_nifti(path)
+    if tuple(labels.file_shape) != tuple(volume.file_shape):
+        raise ValueError(
+            f"--negatives-from {path.name}: not on the scan's grid (file shape "
+            f"{tuple(labels.file_shape)}, the scan's {tuple(volume.file_shape)})"
+        )
+    if not np.allclose(labels.affine_ras, volume.affine_ras, atol=1e-3):
+        raise ValueError(f"--negatives-from {path.name}: not on the scan's grid (another affine)")
+    data = np.asarray(labels.data_zyx)
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.array_equal(data, np.round(data)):
+            raise ValueError(f"--negatives-from {path.name}: label values must be integers")
+        data = data.astype(np.int64)
+    return data
+
+
 def propagate_seeds(
     engine,
     volume_zyx,
@@ -157,6 +195,7 @@ def propagate_seeds(
     label: int,
     stop_score: float | None = None,
     slab_depth: int | None = None,
+    negatives_from_zyx: np.ndarray | None = None,
 ) -> dict[int, np.ndarray]:
     """Propagate one object from the masks of its prompted slices, headless.
 
@@ -179,13 +218,15 @@ def propagate_seeds(
         Overrides the default predicted-IoU stop threshold.
     slab_depth : int, optional
         Slices per model call for SD-Trans engines (None: the engine's).
+    negatives_from_zyx : np.ndarray, optional
+        (Z, Y, X) labels whose other objects become negative clicks on each slice.
 
     Returns
     -------
     dict
         z -> (Y, X) bool mask for every propagated slice (seed slices excluded).
     """
-    from napari_medsam.tasks.propagate import DEFAULT_STOP_SCORE, propagate
+    from napari_medsam.tasks.propagate import propagate
     from napari_medsam.types import SliceMask
 
     locked = {int(z): np.asarray(m, bool) for z, m in seeds.items()}
@@ -195,7 +236,7 @@ def propagate_seeds(
             engine, volume_zyx, window, z0, locked[z0], label, job_id=0,
             cache_key_prefix="segment-cli", locked_zs=set(locked), locked_masks=locked,
             stop_score=DEFAULT_STOP_SCORE if stop_score is None else stop_score,
-            stop_at_locked=True, slab_depth=slab_depth,
+            stop_at_locked=True, slab_depth=slab_depth, negatives_from_zyx=negatives_from_zyx,
         )  # fmt: skip
         for item in items:
             if isinstance(item, SliceMask):
@@ -210,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_medsam.io.nifti import load_nifti, save_labels_nifti
     from napari_medsam.model.engine import load_engine
     from napari_medsam.prompts.intensity import IntensityWindow, auto_window
+    from napari_medsam.prompts.negatives import with_negatives_from_labels
     from napari_medsam.types import SlicePrompt
 
     if not args.box and not args.point:
@@ -219,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
     volume = load_nifti(args.scan)
     metadata = volume.layer_metadata()
     prompts = slice_prompts(args, metadata)
+    negatives_from = getattr(args, "negatives_from", None)
+    others_zyx = None if negatives_from is None else load_negative_labels(negatives_from, volume)
     window = (
         IntensityWindow.from_level_width(*args.window, kind="manual")
         if args.window is not None
@@ -243,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
                 point_labels=point_labels,
                 box_yxyx=None if box is None else np.array(box, np.float32),
             )
+            if others_zyx is not None:
+                prompt = with_negatives_from_labels(prompt, others_zyx[z], args.label)
             pred = engine.predict(image_yx, prompt, cache_key=z)
             labels_zyx[z][pred.mask_yx] = args.label
             seeds[z] = seeds.get(z, np.zeros(image_yx.shape, bool)) | np.asarray(pred.mask_yx, bool)
@@ -250,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "propagate", False):
         slab = getattr(args, "slab_depth", None)
         masks = propagate_seeds(
-            engine, volume.data_zyx, window, seeds, args.label, args.stop_score, slab
+            engine, volume.data_zyx, window, seeds, args.label, args.stop_score, slab, others_zyx
         )
         for z, mask in masks.items():
             labels_zyx[z][mask] = args.label

@@ -1,6 +1,9 @@
 """npe2 writer: a napari labels layer saved as NIfTI on its source image's grid.
 
-Imports neither napari nor Qt.
+When the layer's metadata holds the widget's label registry (key
+:data:`~napari_medsam.session.labels.LAYER_METADATA_KEY`), the label-name sidecars
+(JSON, ITK-SNAP, 3D Slicer) are written next to the NIfTI too, so napari's own
+*File > Save* keeps the names. Imports neither napari nor Qt.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_medsam.io.nifti import NiftiError, metadata_for_display_grid, save_labels_nifti
+from napari_medsam.session.labels import LAYER_METADATA_KEY, LabelRegistry
 
 __all__ = ["write_labels"]
 
@@ -42,12 +46,15 @@ def write_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
         The layer's attributes. ``meta["metadata"]`` should hold the source grid (as set
         by the reader, sample data, or a labels layer made from such an image). Without
         it, the file gets a diagonal affine from ``meta["scale"]`` (z, y, x in mm), laid
-        out so that it reopens aligned with the display, and a warning is logged.
+        out so that it reopens aligned with the display, and a warning is logged. With
+        a label registry under ``LAYER_METADATA_KEY``, its sidecars are written too (ids
+        in the volume it lacks get TotalSegmentator names); an unreadable registry is
+        logged and skipped, the NIfTI stays written.
 
     Returns
     -------
     list of str
-        ``[path]``.
+        ``[path]`` (the NIfTI; the sidecars sit next to it).
     """
     labels_zyx = _as_array(data)
     if labels_zyx.ndim != 3:
@@ -69,4 +76,24 @@ def write_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
         )
         grid = metadata_for_display_grid(labels_zyx.shape, spacing)
     written = save_labels_nifti(labels_zyx, path, grid)
+    record = layer_meta.get(LAYER_METADATA_KEY)
+    if record is not None:
+        _write_sidecars(record, labels_zyx, written, meta.get("name", "?"))
     return [str(written)]
+
+
+def _write_sidecars(record: Any, labels_zyx: np.ndarray, nifti_path, name: str) -> None:
+    try:
+        registry = LabelRegistry.from_dict(record)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        logger.warning(
+            "labels layer %r: metadata[%r] is not a label registry (%s); %s was saved "
+            "without label names",
+            name,
+            LAYER_METADATA_KEY,
+            exc,
+            nifti_path,
+        )
+        return
+    registry.sync_with(labels_zyx)
+    registry.save_sidecars(nifti_path)

@@ -13,6 +13,7 @@ Pure Python / numpy. The widget keeps one of each per scan and stays thin:
 
 from napari_medsam.session.autosave import (
     Autosaver,
+    SessionCorruptError,
     SessionInfo,
     find_session,
     restore,
@@ -28,6 +29,7 @@ __all__ = [
     "LabelInfo",
     "LabelRegistry",
     "LockedLabelError",
+    "SessionCorruptError",
     "SessionInfo",
     "SessionState",
     "Step",

@@ -1,340 +1,401 @@
-"""Background autosave of a session, and finding / restoring it when the scan is reopened.
+"""Background autosave of a session: every change is on disk before the next one is made.
 
-Layout of a session folder (``<scan stem>.medsam-session/`` next to the scan, or
-under the user cache when the scan's folder is read-only)::
-
-    session.json            pointer + state: generation, labels file, scan identity, SessionState
-    labels-00000042.npz     the labels volume of that generation (``np.savez_compressed``)
-
-A save writes the new ``labels-<gen>.npz`` through a temporary file and
-``os.replace``, then ``session.json`` the same way, and only then deletes older
-``labels-*.npz``. ``session.json`` therefore always names a complete labels file:
-a process killed at any moment leaves the previous or the new generation.
-
-:class:`Autosaver` saves on a daemon thread after each change, at most once per
-``min_interval_s`` (changes made meanwhile are coalesced into the next save);
-:meth:`Autosaver.mark_dirty` only copies the volume and returns.
+:class:`Autosaver` keeps the session folder described in
+:mod:`napari_medsam.session.store` up to date: a sparse journal record per
+change (written and fsynced on a saver thread), and a full snapshot every few
+seconds (on a second thread, while the journal goes on). Finding and restoring
+a saved session (:func:`find_session`, :func:`restore`) live in ``store`` and
+are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import os
 import threading
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from napari_medsam.session.labels import sidecar_stem
+from napari_medsam.session.journal import SegmentWriter, encode_runs, segment_name
 from napari_medsam.session.state import SessionState
+from napari_medsam.session.store import (
+    SessionCorruptError,
+    SessionInfo,
+    base_entry,
+    candidate_dirs,
+    cleanup,
+    default_cache_root,
+    discard,
+    find_session,
+    read_session_info,
+    restore,
+    session_dir_for,
+    write_pointer,
+    write_session,
+    write_snapshot,
+)
+
+__all__ = [
+    "Autosaver",
+    "SessionCorruptError",
+    "SessionInfo",
+    "candidate_dirs",
+    "default_cache_root",
+    "discard",
+    "find_session",
+    "read_session_info",
+    "restore",
+    "session_dir_for",
+    "write_session",
+]
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "napari-medsam-session"
-SESSION_SUFFIX = ".medsam-session"
-POINTER = "session.json"
-
-
-def default_cache_root() -> Path:
-    """``$XDG_CACHE_HOME/napari-medsam/sessions`` (``~/.cache/...`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "napari-medsam" / "sessions"
-
-
-def _cache_dir(scan_path: Path, cache_root: Path | None) -> Path:
-    digest = hashlib.sha1(str(scan_path.resolve()).encode("utf-8")).hexdigest()[:16]
-    return Path(cache_root or default_cache_root()) / f"{sidecar_stem(scan_path).name}-{digest}"
-
-
-def candidate_dirs(scan_path: str | Path, cache_root: str | Path | None = None) -> list[Path]:
-    """Where a scan's session may live: beside the scan, then in the user cache."""
-    scan_path = Path(scan_path)
-    stem = sidecar_stem(scan_path)
-    return [stem.with_name(stem.name + SESSION_SUFFIX), _cache_dir(scan_path, cache_root)]
-
-
-def session_dir_for(scan_path: str | Path, cache_root: str | Path | None = None) -> Path:
-    """The folder to autosave a scan's session in (created): beside the scan if writable, else the cache."""
-    beside, cached = candidate_dirs(scan_path, cache_root)
-    if os.access(beside.parent, os.W_OK):
-        try:
-            beside.mkdir(exist_ok=True)
-            return beside
-        except OSError:
-            logger.info("cannot create %s; autosaving to the user cache", beside)
-    cached.mkdir(parents=True, exist_ok=True)
-    return cached
-
-
-def _scan_identity(scan_path: str | None) -> dict | None:
-    if not scan_path:
-        return None
-    try:
-        st = os.stat(scan_path)
-    except OSError:
-        return {"path": str(scan_path)}
-    return {"path": str(Path(scan_path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _write_atomic(path: Path, write: Callable) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_session(
-    session_dir: str | Path, generation: int, labels_zyx: np.ndarray, state: dict
-) -> Path:
-    """Save one generation of a session atomically (see the module docstring).
-
-    Parameters
-    ----------
-    session_dir : path
-        The session folder (created if missing).
-    generation : int
-        Increasing save counter.
-    labels_zyx : np.ndarray
-        (Z, Y, X) integer labels.
-    state : dict
-        ``SessionState.to_dict()``.
-
-    Returns
-    -------
-    Path
-        The ``session.json`` written.
-    """
-    session_dir = Path(session_dir)
-    session_dir.mkdir(parents=True, exist_ok=True)
-    labels_name = f"labels-{int(generation):08d}.npz"
-    _write_atomic(
-        session_dir / labels_name, lambda f: np.savez_compressed(f, labels_zyx=labels_zyx)
-    )
-    pointer = {
-        "format": FORMAT,
-        "version": 1,
-        "generation": int(generation),
-        "saved_at": time.time(),
-        "labels_file": labels_name,
-        "shape_zyx": [int(s) for s in labels_zyx.shape],
-        "dtype": str(labels_zyx.dtype),
-        "scan": _scan_identity(state.get("scan_path")),
-        "state": state,
-    }
-    data = (json.dumps(pointer, indent=1) + "\n").encode("utf-8")
-    _write_atomic(session_dir / POINTER, lambda f: f.write(data))
-    for old in session_dir.glob("labels-*.npz"):
-        if old.name != labels_name:
-            old.unlink(missing_ok=True)
-    return session_dir / POINTER
-
 
 @dataclass(frozen=True)
-class SessionInfo:
-    """A saved session found for a scan.
-
-    Attributes
-    ----------
-    session_dir : Path
-    generation : int
-    saved_at : float
-        POSIX time of the save.
-    shape_zyx : tuple of int
-    scan_matches : bool
-        False when the scan's size or modification time differ from when the
-        session was saved (the file changed: restoring is probably wrong).
-    label_names : dict
-        id -> name of the saved labels, for the "restore?" question.
-    """
-
-    session_dir: Path
+class _Item:
     generation: int
-    saved_at: float
-    shape_zyx: tuple[int, ...]
-    scan_matches: bool
-    label_names: dict[int, str]
+    labels_zyx: np.ndarray  # the saver's own copy, never written to
+    state: dict
 
 
-def read_session_info(
-    session_dir: str | Path, scan_path: str | Path | None = None
-) -> SessionInfo | None:
-    """Describe the session saved in a folder; None if there is no complete one."""
-    session_dir = Path(session_dir)
-    try:
-        pointer = json.loads((session_dir / POINTER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if (
-        pointer.get("format") != FORMAT
-        or not (session_dir / pointer.get("labels_file", "")).is_file()
-    ):
-        return None
-    saved_scan = pointer.get("scan") or {}
-    now_scan = _scan_identity(str(scan_path)) if scan_path else None
-    matches = now_scan is None or all(
-        saved_scan.get(k) == now_scan.get(k) for k in ("size", "mtime_ns")
-    )
-    labels = (pointer.get("state") or {}).get("labels") or {}
-    names = {int(d["id"]): str(d["name"]) for d in labels.get("labels", [])}
-    return SessionInfo(
-        session_dir,
-        int(pointer["generation"]),
-        float(pointer["saved_at"]),
-        tuple(pointer["shape_zyx"]),
-        bool(matches),
-        names,
-    )
+class _Copies:
+    """The saver's copies of the volume, recycled once no thread needs them.
 
-
-def find_session(scan_path: str | Path, cache_root: str | Path | None = None) -> SessionInfo | None:
-    """The most recent saved session of a scan (beside it or in the cache), or None."""
-    found = [read_session_info(d, scan_path) for d in candidate_dirs(scan_path, cache_root)]
-    found = [f for f in found if f is not None]
-    return max(found, key=lambda f: f.saved_at) if found else None
-
-
-def restore(session: SessionInfo | str | Path) -> tuple[np.ndarray, SessionState]:
-    """Load a saved session.
-
-    Parameters
-    ----------
-    session : SessionInfo or path
-        From :func:`find_session`, or a session folder.
-
-    Returns
-    -------
-    labels_zyx : np.ndarray
-        (Z, Y, X) labels as saved.
-    state : SessionState
+    Fresh memory of a volume's size is slow to touch (page faults, huge-page
+    compaction: 0.1 to 0.5 s for 150 MB); copying into a recycled array is not.
     """
-    session_dir = session.session_dir if isinstance(session, SessionInfo) else Path(session)
-    pointer = json.loads((session_dir / POINTER).read_text(encoding="utf-8"))
-    with np.load(session_dir / pointer["labels_file"], allow_pickle=False) as npz:
-        labels_zyx = np.array(npz["labels_zyx"])
-    return labels_zyx, SessionState.from_dict(pointer.get("state") or {})
 
+    def __init__(self, keep: int = 1) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._holds: dict[int, int] = {}  # id(array) -> number of holders
+        self._free: list[np.ndarray] = []
 
-def discard(session_dir: str | Path) -> None:
-    """Delete a saved session (the user declined to restore it)."""
-    session_dir = Path(session_dir)
-    for path in list(session_dir.glob("labels-*.npz")) + [session_dir / POINTER]:
-        path.unlink(missing_ok=True)
-    try:
-        session_dir.rmdir()
-    except OSError:
-        pass
+    def copy_of(self, labels_zyx) -> np.ndarray:
+        """A C-contiguous copy of ``labels_zyx``, held once."""
+        labels_zyx = np.asarray(labels_zyx)
+        with self._lock:
+            fits = [
+                a for a in self._free if (a.shape, a.dtype) == (labels_zyx.shape, labels_zyx.dtype)
+            ]
+            self._free = [a for a in self._free if not any(a is b for b in fits[:1])]
+        copy = fits[0] if fits else np.empty(labels_zyx.shape, labels_zyx.dtype)
+        np.copyto(copy, labels_zyx)
+        with self._lock:
+            self._holds[id(copy)] = 1
+        return copy
+
+    def hold(self, array: np.ndarray) -> None:
+        with self._lock:
+            self._holds[id(array)] += 1
+
+    def release(self, array: np.ndarray) -> None:
+        with self._lock:
+            left = self._holds.pop(id(array)) - 1
+            if left:
+                self._holds[id(array)] = left
+            elif len(self._free) < self.keep:
+                self._free.append(array)
 
 
 class Autosaver:
-    """Saves the latest session snapshot on a background thread.
+    """Makes every change of a session durable on background threads.
+
+    Each :meth:`mark_dirty` is one change: its labels are copied and queued; the
+    saver thread diffs them against the previous change and appends the sparse
+    diff and the session state to the journal (written and fsynced). Every
+    ``snapshot_interval_s`` (or when the journal passes ``max_journal_bytes``) a
+    second thread writes a full snapshot, while the journal goes on.
+
+    Guarantee: when ``mark_dirty`` returns, the change before it is on disk, so
+    a crash at any moment loses at most the last change, at any pace. To keep
+    it, ``mark_dirty`` waits (up to ``max_wait_s``) while the previous change is
+    still being written. Changes are never merged while that wait succeeds; if
+    the disk falls behind anyway and more than ``max_pending`` changes queue up,
+    the queued ones are merged into the newest (which is always kept), so memory
+    stays bounded and the disk catches up with the latest state.
 
     Parameters
     ----------
     session_dir : path
         From :func:`session_dir_for`.
-    min_interval_s : float
-        Least time between two saves; changes in between are coalesced.
+    snapshot_interval_s : float
+        Least time between two full snapshots.
     on_error : callable, optional
-        Called with the exception of a failed save (on the saver thread).
+        Called with the exception of a failed save (on a saver thread).
+    max_pending : int
+        Most queued copies of the volume before they are merged.
+    max_wait_s : float
+        Longest ``mark_dirty`` waits for the previous change to be saved.
+    max_journal_bytes : int
+        Journal size that triggers a snapshot before the interval.
     """
 
     def __init__(
         self,
         session_dir: str | Path,
-        min_interval_s: float = 1.0,
+        snapshot_interval_s: float = 5.0,
         on_error: Callable[[BaseException], None] | None = None,
+        max_pending: int = 4,
+        max_wait_s: float = 3.0,
+        max_journal_bytes: int = 32 << 20,
     ) -> None:
         self.session_dir = Path(session_dir)
-        self.min_interval_s = float(min_interval_s)
+        self.snapshot_interval_s = float(snapshot_interval_s)
         self.on_error = on_error
+        self.max_pending, self.max_wait_s = max(1, int(max_pending)), float(max_wait_s)
+        self.max_journal_bytes = int(max_journal_bytes)
         self.last_error: BaseException | None = None
+        self.merged = 0  # changes merged into a later one because the disk fell behind
         for stale in self.session_dir.glob(".*.tmp-*"):  # left by a process killed mid-save
             stale.unlink(missing_ok=True)
         existing = read_session_info(self.session_dir)
         self._generation = existing.generation if existing else 0
-        self.saved_generation = self._generation
-        self._pending: tuple[int, np.ndarray, dict] | None = None
-        self._writing = False
-        self._hurry = False
-        self._closed = False
-        self._last_save = -math.inf
+        self.saved_generation = self._done = self._generation
+        self.lineage: str | None = None
+        self._queue: deque[_Item] = deque()
+        self._writing = self._closed = self._want_snapshot = False
+        self._snapshot_on_close = True
         self._cond = threading.Condition()
+        # saver-thread state
+        self._writer: SegmentWriter | None = None
+        self._base: _Item | None = None  # the last change in the journal
+        self._bases: list[dict] = []
+        self._since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self._snapper: threading.Thread | None = None
+        self._copies = _Copies()
         self._thread = threading.Thread(
             target=self._run, name="napari-medsam-autosave", daemon=True
         )
         self._thread.start()
 
+    # ------------------------------------------------------------ caller side
     def mark_dirty(self, labels_zyx: np.ndarray, state: SessionState | dict) -> int:
-        """Schedule a save of this snapshot; copies the volume and returns at once.
+        """Queue this change; returns once the previous change is saved.
+
+        Parameters
+        ----------
+        labels_zyx : np.ndarray
+            (Z, Y, X) labels after the change (copied).
+        state : SessionState or dict
+            The session state after the change.
 
         Returns
         -------
         int
-            The generation this snapshot will be saved as.
+            The generation of this change.
         """
-        snapshot = np.array(labels_zyx, copy=True)
+        if self._closed:
+            raise RuntimeError("the autosaver is closed")
+        item_labels = self._copies.copy_of(labels_zyx)
         state_dict = state.to_dict() if isinstance(state, SessionState) else dict(state)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the autosaver is closed")
             self._generation += 1
-            self._pending = (self._generation, snapshot, state_dict)
+            generation = self._generation
+            self._queue.append(_Item(generation, item_labels, state_dict))
+            if len(self._queue) > self.max_pending:  # the disk fell behind: keep the newest
+                self.merged += len(self._queue) - 1
+                for dropped in list(self._queue)[:-1]:
+                    self._copies.release(dropped.labels_zyx)
+                self._queue = deque([self._queue[-1]])
             self._cond.notify_all()
-            return self._generation
+            self._cond.wait_for(
+                lambda: self._done >= generation - 1 or self._closed or not self._thread.is_alive(),
+                self.max_wait_s,
+            )
+            return generation
+
+    def flush(self, timeout: float | None = None, snapshot: bool = False) -> bool:
+        """Wait until every change is saved (and, with ``snapshot``, in a full snapshot).
+
+        Returns
+        -------
+        bool
+            False when ``timeout`` passed first.
+        """
+        with self._cond:
+            self._want_snapshot = self._want_snapshot or snapshot
+            self._cond.notify_all()
+            return self._cond.wait_for(
+                lambda: (
+                    not (self._queue or self._writing or self._want_snapshot)
+                    or not self._thread.is_alive()
+                ),
+                timeout,
+            )
+
+    def close(self, timeout: float | None = 10.0, snapshot: bool = True) -> None:
+        """Save what is pending and stop; with ``snapshot``, end with a full snapshot.
+
+        The snapshot only makes the next restore faster: without it the
+        journal still holds every change.
+        """
+        with self._cond:
+            self._closed = True
+            self._snapshot_on_close = snapshot
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------ saver thread
+    def _snapshot_due_in(self) -> float | None:
+        if self._want_snapshot:
+            return 0.0
+        if not self._since_snapshot or (self._snapper and self._snapper.is_alive()):
+            return None  # nothing new, or woken when the snapshot in flight ends
+        if self._writer is not None and self._writer.size >= self.max_journal_bytes:
+            return 0.0
+        return self._last_snapshot + self.snapshot_interval_s - time.monotonic()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._closed:
-                    self._cond.wait()
-                if self._pending is None:
-                    return
-                wait = self._last_save + self.min_interval_s - time.monotonic()
-                if wait > 0 and not (self._hurry or self._closed):
-                    self._cond.wait(wait)
-                    continue
-                job, self._pending = self._pending, None
-                self._writing = True
-            saved = False
-            try:
-                write_session(self.session_dir, *job)
-                saved = True
-            except Exception as exc:  # a failed save must not kill the saver
-                logger.exception("autosave to %s failed", self.session_dir)
-                self.last_error = exc
-                if self.on_error is not None:
-                    self.on_error(exc)
+                while not (self._queue or self._closed):
+                    due = self._snapshot_due_in()
+                    if due is not None and due <= 0:
+                        break
+                    self._cond.wait(due)
+                item = self._queue.popleft() if self._queue else None
+                self._writing = item is not None
+                closing = self._closed and not self._queue
+                wanted = self._want_snapshot and not self._queue
+            if item is not None:
+                self._save(item)
+            due = self._snapshot_due_in()
+            if wanted or (closing and self._snapshot_on_close):
+                self._snapshot(wait=True)
+            elif due is not None and due <= 0:
+                self._snapshot(wait=False)
+            if item is None:
+                with self._cond:
+                    self._want_snapshot = self._want_snapshot and not wanted
+                    self._cond.notify_all()
+            if closing:
+                if self._snapper is not None:
+                    self._snapper.join()
+                self._end_segment()
+                return
+
+    def _report(self, exc: BaseException) -> None:
+        logger.exception("autosave to %s failed", self.session_dir)
+        self.last_error = exc
+        if self.on_error is not None:
+            self.on_error(exc)
+
+    def _save(self, item: _Item) -> None:
+        """Append ``item`` to the journal (a new lineage when there is no usable one)."""
+        base = self._base
+        try:
+            if (
+                base is None
+                or self._writer is None
+                or (base.labels_zyx.shape, base.labels_zyx.dtype)
+                != (item.labels_zyx.shape, item.labels_zyx.dtype)
+            ):
+                self._start_lineage(item)
+            else:
+                runs = encode_runs(base.labels_zyx.reshape(-1), item.labels_zyx.reshape(-1))
+                state = None if item.state == base.state else item.state
+                self._writer.append(item.generation, base.generation, runs, state, time.time())
+            self._base = item
+            self._since_snapshot += 1
+            saved = True
+        except Exception as exc:  # a failed save must not kill the saver
+            self._report(exc)
+            self._end_segment()
+            self._base, self._since_snapshot, saved = None, 0, False  # next: a new lineage
+            self._copies.release(item.labels_zyx)
+        if base is not None:  # replaced by the item, or dropped
+            self._copies.release(base.labels_zyx)
+        with self._cond:
+            self._done = max(self._done, item.generation)
+            if saved:
+                self.saved_generation = max(self.saved_generation, item.generation)
+            self._writing = False
+            self._cond.notify_all()
+
+    def _new_segment(self, lineage: str, base_generation: int, labels_zyx: np.ndarray) -> None:
+        header = {
+            "lineage": lineage,
+            "base": int(base_generation),
+            "shape_zyx": list(labels_zyx.shape),
+            "dtype": labels_zyx.dtype.str,
+        }
+        self._writer = SegmentWriter(
+            self.session_dir / segment_name(lineage, base_generation), header
+        )
+
+    def _end_segment(self) -> None:
+        """Close the journal segment, deleting it if it holds no change."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            if writer.n_records == 0:
+                writer.path.unlink(missing_ok=True)
+
+    def _start_lineage(self, item: _Item) -> None:
+        """A new lineage: a journal from an all-zero base whose first record is ``item``."""
+        if self._snapper is not None:
+            self._snapper.join()  # its pointer must not replace the new lineage's
+        self._end_segment()
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        lineage, zero_generation = uuid.uuid4().hex[:16], item.generation - 1
+        self._new_segment(lineage, zero_generation, item.labels_zyx)
+        runs = encode_runs(None, item.labels_zyx.reshape(-1))
+        self._writer.append(item.generation, zero_generation, runs, item.state, time.time())
+        bases = [base_entry(zero_generation, None, None)]
+        write_pointer(self.session_dir, lineage, bases, item.labels_zyx, item.state)
+        self.lineage, self._bases = lineage, bases
+        self._since_snapshot, self._last_snapshot = 0, time.monotonic()
+
+    def _snapshot(self, wait: bool) -> None:
+        """Snapshot the last change on a second thread; the journal goes on in a new segment."""
+        if self._snapper is not None:
+            if self._snapper.is_alive() and not wait:
+                return
+            self._snapper.join()
+        base = self._base
+        if base is None or self._writer is None or not self._since_snapshot:
+            return
+        try:
+            self._end_segment()
+            self._new_segment(self.lineage, base.generation, base.labels_zyx)
+        except Exception as exc:
+            self._report(exc)
+            self._copies.release(base.labels_zyx)
+            self._base, self._since_snapshot = None, 0  # the next change starts a new lineage
+            return
+        self._since_snapshot, self._last_snapshot = 0, time.monotonic()
+        self._copies.hold(base.labels_zyx)  # released when written
+        self._snapper = threading.Thread(
+            target=self._write_snapshot,
+            args=(self.lineage, base, list(self._bases)),
+            name="napari-medsam-snapshot",
+            daemon=True,
+        )
+        self._snapper.start()
+        if wait:
+            self._snapper.join()
+
+    def _write_snapshot(self, lineage: str, base: _Item, bases: list[dict]) -> None:
+        try:
+            name = write_snapshot(self.session_dir, base.generation, base.labels_zyx)
+            older = [b for b in bases if b["labels_file"]][:1]  # the fallback
+            bases = [base_entry(base.generation, name, base.state), *older]
+            write_pointer(self.session_dir, lineage, bases, base.labels_zyx, base.state)
+            self._bases = bases
+            cleanup(self.session_dir, lineage, bases)
+        except Exception as exc:
+            self._report(exc)
+        finally:
+            self._copies.release(base.labels_zyx)
             with self._cond:
-                self._writing = False
-                self._last_save = time.monotonic()
-                if saved:
-                    self.saved_generation = max(self.saved_generation, job[0])
                 self._cond.notify_all()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Save what is pending now (ignoring the interval) and wait; True when all is saved."""
-        with self._cond:
-            self._hurry = True
-            self._cond.notify_all()
-            ok = self._cond.wait_for(lambda: self._pending is None and not self._writing, timeout)
-            self._hurry = False
-            return ok
-
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Save what is pending and stop the thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(timeout)

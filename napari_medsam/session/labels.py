@@ -29,6 +29,9 @@ from napari_medsam.session.presets import default_color, preset_id, preset_name
 
 FORMAT = "napari-medsam-labels"
 FORMAT_VERSION = 1
+#: Key of a napari labels layer's metadata holding :meth:`LabelRegistry.to_dict`;
+#: the npe2 writer writes the sidecars from it.
+LAYER_METADATA_KEY = "medsam_labels"
 
 _ITKSNAP_LINE = re.compile(
     r'^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([0-9.eE+-]+)\s+(\d+)\s+(\d+)\s+"(.*)"\s*$'

@@ -101,6 +101,17 @@ class SessionState:
         else:
             self.corrected.get(int(label), set()).discard(int(z))
 
+    def replay_corrections(self, extra: dict, undo: bool) -> None:
+        """Undo (or redo) the marks an undo step changed.
+
+        ``extra["corrected"]`` lists the (label, z) the step marked, ``extra["uncorrected"]``
+        those it unmarked (e.g. the slice's last prompt was deleted).
+        """
+        for label, z in extra.get("corrected", ()):
+            (self.unmark_corrected if undo else self.mark_corrected)(label, z)
+        for label, z in extra.get("uncorrected", ()):
+            (self.mark_corrected if undo else self.unmark_corrected)(label, z)
+
     def corrected_zs(self, label: int) -> frozenset[int]:
         """Slices of ``label`` corrected by hand: pass as ``locked_zs`` to propagation."""
         return frozenset(self.corrected.get(int(label), ()))

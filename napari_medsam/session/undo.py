@@ -243,6 +243,12 @@ class UndoStack:
                 return i
         return None
 
+    def peek(self, label: int | None = None, redo: bool = False) -> Step | None:
+        """The step :meth:`undo` (or :meth:`redo`) would apply next, without applying it."""
+        steps = self._redo if redo else self._undo
+        i = self._find(steps, label)
+        return None if i is None else steps[i]
+
     def can_undo(self, label: int | None = None) -> bool:
         return self._find(self._undo, label) is not None
 

@@ -43,13 +43,26 @@ def segment_job(
     prompt: SlicePrompt,
     label: int,
     cache_key_prefix: Hashable,
+    negatives_from_yx=None,
 ) -> Task:
-    """Segment one object on slice ``z`` (see :func:`~napari_medsam.tasks.segment.segment_slice`)."""
+    """Segment one object on slice ``z`` (see :func:`~napari_medsam.tasks.segment.segment_slice`).
+
+    ``negatives_from_yx``: (Y, X) labels of slice ``z`` copied when the job is
+    made (on the GUI thread); its other objects become negative clicks. None: off.
+    """
 
     def task(job_id: int):
         yield from _engine(holder, job_id)
         yield from segment_slice(
-            holder.get(), volume_zyx, window, z, prompt, label, job_id, cache_key_prefix
+            holder.get(),
+            volume_zyx,
+            window,
+            z,
+            prompt,
+            label,
+            job_id,
+            cache_key_prefix,
+            negatives_from_yx=negatives_from_yx,
         )
 
     return task
@@ -67,7 +80,8 @@ def propagate_job(
 ) -> Task:
     """Propagate one object from slice ``start_z`` (see :func:`~napari_medsam.tasks.propagate.propagate`).
 
-    ``options`` are passed on (``locked_zs``, ``locked_masks``, ``clear_past_end``, ...).
+    ``options`` are passed on (``locked_zs``, ``locked_masks``, ``clear_past_end``,
+    ``negatives_from_zyx``: a copy of the labels made on the GUI thread, ...).
     """
 
     def task(job_id: int):

@@ -26,31 +26,44 @@ stop rules still apply per slice (a stop discards the rest of the slab).
 
 Default thresholds, measured
 ----------------------------
-Chosen on ``totalseg_ct_full`` (CT 122 x 101 x 112, 3 mm, window 40/400) with the
-bundled LiteMedSAM on CPU: seed = the truth's mask on the slice where the organ
-is largest; each prompt configuration propagated once without stopping (only an
-empty mask ends a direction) and every threshold was replayed on the recorded
-chain (stopping depends only on earlier slices, so a replay equals a run). Mean
-3D Dice over liver, spleen, kidney R, kidney L, bladder (per organ in brackets):
+``benchmarks/sweep_propagation.py`` measures them on ``totalseg_ct_full`` (CT,
+display grid 112 x 101 x 122, 3 mm, window 40/400) with the bundled LiteMedSAM
+on CPU. For liver (5), spleen (1), kidney R (2), kidney L (3) and bladder (21)
+the truth's mask on the organ's largest slice seeds one propagation with no
+stop rule but an empty mask; each slice's predicted IoU, overlap with the
+previous slice and area are recorded, and every threshold pair is replayed on
+that chain with :func:`ends_direction` (a slice depends only on the slices
+before, so the replay equals a run). Mean 3D Dice of seed + painted slices,
+per organ in brackets [liver spleen kidR kidL bladder], min area 5 px:
 
-=================  ===========================  =====================================
-prompt             no stop (empty mask only)    best thresholds
-=================  ===========================  =====================================
-tight box          0.530                        0.530 (any; masks shrink slice by slice)
-box + 2 px         0.845                        **0.935** score >= 0.80 [.895 .966 .930
-                                                .958 .924]
-box + 4 px         0.449                        0.921 score >= 0.82
-box + 6 px         0.153                        0.713 score >= 0.6, overlap >= 0.6
-=================  ===========================  =====================================
+========================  =====  ==============================
+box of previous + 2 px    mean   per organ
+========================  =====  ==============================
+no stop rule              0.731  .676 .838 .708 .722 .712
+score >= 0.80             0.872  .689 .952 .904 .912 .907
+score 0.80, overlap 0.2   0.872  (the same)
+score 0.80, overlap 0.6   0.872  .689 .952 .904 .908 .907
+score 0.80, overlap 0.7   0.896  .826 .952 .896 .897 .906
+score >= 0.85             0.901  .826 .952 .904 .908 .914
+score >= 0.90             0.716  stops inside the organs
+overlap >= 0.6 alone      0.868
+========================  =====  ==============================
 
-With box + 2 px, the score threshold decides: 0.70 -> 0.898, 0.78 -> 0.899,
-0.80 -> 0.935, 0.82 -> 0.935, 0.85 -> 0.872, 0.90 -> 0.776 (overlap alone at
-best 0.896 with overlap >= 0.6). With score >= 0.80 an overlap threshold up to
-0.5 and a minimum area up to 20 px change nothing (0.9347), so the defaults
-keep a mild overlap (0.2) and area (5 px) guard against jumps to a neighbour
-and specks. Previous logits as mask input and the interior click were not
-measured against box + 2 px in time (CPU shared by six jobs); they stay off by
-default and remain options.
+Chosen: **score >= 0.85, overlap >= 0.6** (0.901). The liver decides the score:
+from slice 94 down its chain grows beyond the liver with scores 0.81-0.87 and
+overlaps 0.66-0.88, which only score >= 0.85 or overlap >= 0.7 stop; overlap 0.7
+also cuts the kidneys' fast-shrinking last slices (.896/.897). Replaying score
+thresholds 0.80-0.90 in steps of 0.01 (overlap 0.6), every organ's stop slices
+are the same from 0.82 to 0.88 (within one slice); at 0.89 the spleen stops 20
+slices early, so 0.85 sits in the middle of a plateau, not on a peak. Overlap
+0.6 changes nothing at score 0.85 here; it is the backstop for an engine whose
+predicted IoU is less well calibrated (overlap 0.6 alone: 0.868, no rule 0.731).
+One scan and five organs: re-run the script for a new checkpoint.
+
+Box margin (``--margin``; best thresholds / score >= 0.80, overlap >= 0.6):
+0 px 0.700 / 0.643 (masks shrink slice by slice), 2 px 0.901 / 0.872, 4 px
+0.842 / 0.823 (masks grow into neighbours). Previous logits as mask input and
+the interior click are not measured; they stay off by default and remain options.
 """
 
 from __future__ import annotations
@@ -63,16 +76,19 @@ from scipy.ndimage import distance_transform_edt
 
 from napari_medsam.model.protocol import Engine
 from napari_medsam.prompts.geometry import box_from_mask
+from napari_medsam.prompts.negatives import with_negatives_from_labels
 from napari_medsam.tasks.segment import Window, slice_key, windowed_slice
 from napari_medsam.tasks.slab import engine_slab_depth, next_slab, predict_slab
 from napari_medsam.types import Progress, SliceMask, SlicePrompt
 
 logger = logging.getLogger(__name__)
 
-#: Stop when the predicted IoU falls below this (measured, see module docstring).
-DEFAULT_STOP_SCORE = 0.8
-#: Stop when IoU(this slice's mask, previous slice's mask) falls below this.
-DEFAULT_STOP_OVERLAP = 0.2
+#: Stop when the predicted IoU falls below this (``benchmarks/sweep_propagation.py``;
+#: see the module docstring).
+DEFAULT_STOP_SCORE = 0.85
+#: Stop when IoU(this slice's mask, previous slice's mask) falls below this
+#: (``benchmarks/sweep_propagation.py``; see the module docstring).
+DEFAULT_STOP_OVERLAP = 0.6
 #: Stop when the mask has fewer pixels than this.
 DEFAULT_MIN_AREA = 5
 #: Pixels added on each side of the previous slice's box.
@@ -124,6 +140,35 @@ def mask_iou(a_yx: np.ndarray, b_yx: np.ndarray) -> float:
     """IoU of two (H, W) bool masks; 0.0 when both are empty."""
     union = np.count_nonzero(a_yx | b_yx)
     return float(np.count_nonzero(a_yx & b_yx)) / union if union else 0.0
+
+
+def ends_direction(
+    area: int,
+    score: float,
+    overlap: float,
+    stop_score: float = DEFAULT_STOP_SCORE,
+    stop_overlap: float = DEFAULT_STOP_OVERLAP,
+    min_area: int = DEFAULT_MIN_AREA,
+) -> bool:
+    """The stop rule of :func:`propagate` for one predicted slice.
+
+    Parameters
+    ----------
+    area : int
+        Pixels in the slice's predicted mask.
+    score : float
+        The model's predicted IoU for it.
+    overlap : float
+        IoU of the mask with the previous slice's mask (:func:`mask_iou`).
+    stop_score, stop_overlap, min_area
+        As in :func:`propagate`.
+
+    Returns
+    -------
+    bool
+        True when the direction ends at this slice (the slice is not painted).
+    """
+    return area < min_area or score < stop_score or overlap < stop_overlap
 
 
 def prompt_from_mask(
@@ -209,6 +254,7 @@ def propagate(
     clear_past_end: bool = False,
     stop_at_locked: bool = False,
     slab_depth: int | None = None,
+    negatives_from_zyx: np.ndarray | None = None,
 ) -> Iterator[Progress | SliceMask]:
     """Segment one object on the slices above and below ``start_z``.
 
@@ -267,6 +313,12 @@ def propagate(
         Slices per model call where the engine segments slabs (SD-Trans): None
         uses the engine's ``slab_depth``, 1 forces the per-slice path. Ignored
         for engines without ``predict_stack``.
+    negatives_from_zyx : np.ndarray, optional
+        (Z, Y, X) integer labels copied when the job was made (never a live
+        layer). When given, the other objects on each predicted slice that lie
+        in its box add negative clicks
+        (:func:`napari_medsam.prompts.negatives.with_negatives_from_labels`); a
+        slab takes those of its first slice.
 
     Yields
     ------
@@ -283,6 +335,10 @@ def propagate(
     if seed.shape != tuple(volume_zyx.shape[1:]):
         raise ValueError(
             f"seed mask shape {seed.shape} != slice shape {tuple(volume_zyx.shape[1:])}"
+        )
+    if negatives_from_zyx is not None and np.shape(negatives_from_zyx) != tuple(volume_zyx.shape):
+        raise ValueError(
+            f"labels of shape {np.shape(negatives_from_zyx)} for a volume of shape {volume_zyx.shape}"
         )
     locked = {int(z) for z in locked_zs}
     locked_masks = {int(z): np.asarray(m, bool) for z, m in (locked_masks or {}).items()}
@@ -319,6 +375,8 @@ def propagate(
                 if not slab_preds:  # prompt the whole slab from the last finished slice
                     prompt = prompt_from_mask(prev_mask, prev_logits, box_margin, use_point)
                     slab = next_slab(zs, i, depth, locked)
+                    if negatives_from_zyx is not None:
+                        prompt = with_negatives_from_labels(prompt, negatives_from_zyx[z], label)
                     slab_preds = predict_slab(
                         engine, volume_zyx, window, slab, prompt, cache_key_prefix
                     )
@@ -328,12 +386,14 @@ def propagate(
                 key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
                 engine.embed(image_yx, key)
                 prompt = prompt_from_mask(prev_mask, prev_logits, box_margin, use_point)
+                if negatives_from_zyx is not None:
+                    prompt = with_negatives_from_labels(prompt, negatives_from_zyx[z], label)
                 pred = engine.predict(image_yx, prompt, key)
             mask = np.array(pred.mask_yx, dtype=bool, copy=True)
             score = float(pred.score)
             area = int(np.count_nonzero(mask))
             overlap = mask_iou(mask, prev_mask)
-            if area < min_area or score < stop_score or overlap < stop_overlap:
+            if ends_direction(area, score, overlap, stop_score, stop_overlap, min_area):
                 logger.debug(
                     "propagation of %s stops at slice %d (area %d, score %.3f, overlap %.3f)",
                     label, z, area, score, overlap,

@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from napari_medsam.model.protocol import Engine
+from napari_medsam.prompts.negatives import with_negatives_from_labels
 from napari_medsam.types import Progress, SliceMask, SlicePrompt
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def segment_slice(
     label: int,
     job_id: int,
     cache_key_prefix: Hashable = None,
+    negatives_from_yx: np.ndarray | None = None,
 ) -> Iterator[Progress | SliceMask]:
     """Segment one object on one slice.
 
@@ -101,6 +103,11 @@ def segment_slice(
         Request id, copied into every yielded item.
     cache_key_prefix : hashable, optional
         Identity of the volume; None disables the embedding cache.
+    negatives_from_yx : np.ndarray, optional
+        (Y, X) integer labels of slice ``z`` as they were when the job was made
+        (a copy, never a live layer). When given, the other objects in the
+        prompt's box (or near its clicks) add negative clicks, see
+        :func:`napari_medsam.prompts.negatives.with_negatives_from_labels`.
 
     Yields
     ------
@@ -113,9 +120,15 @@ def segment_slice(
         raise ValueError("the prompt has neither clicks nor a box")
     yield Progress(job_id, 0, 2, f"embedding slice {z}")
     image_yx = windowed_slice(volume_zyx, z, window)
+    if negatives_from_yx is not None and np.shape(negatives_from_yx) != image_yx.shape:
+        raise ValueError(
+            f"labels of shape {np.shape(negatives_from_yx)} for a slice of shape {image_yx.shape}"
+        )
     key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
     engine.embed(image_yx, key)
     yield Progress(job_id, 1, 2, f"segmenting slice {z}")
+    if negatives_from_yx is not None:
+        prompt = with_negatives_from_labels(prompt, negatives_from_yx, label)
     pred = engine.predict(image_yx, prompt, key)
     mask_yx = np.array(pred.mask_yx, dtype=bool, copy=True)
     if mask_yx.shape != image_yx.shape:
