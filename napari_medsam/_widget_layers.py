@@ -38,13 +38,14 @@ def find_layer(viewer, name: str, kind: type):
 
 
 def _grid_kwargs(image: Image) -> dict:
-    """Scale/translate/rotate/shear/affine of ``image``, so new layers share its grid."""
+    """Scale/translate/rotate/shear/affine and axis names of ``image``: new layers share its grid."""
     return {
         "scale": tuple(image.scale),
         "translate": tuple(image.translate),
         "rotate": np.asarray(image.rotate),
         "shear": np.asarray(image.shear),
         "affine": image.affine.affine_matrix,
+        "axis_labels": tuple(image.axis_labels),
     }
 
 

@@ -61,6 +61,7 @@ def test_reader_makes_a_ct_image_layer(tmp_path):
     assert kwargs["scale"] == pytest.approx((2.5, 0.8, 0.8))
     assert kwargs["colormap"] == "gray"
     assert kwargs["contrast_limits"] == (-160.0, 240.0)
+    assert kwargs["axis_labels"] == ("axial", "coronal", "sagittal")  # not napari's "-3"
     meta = kwargs["metadata"]
     np.testing.assert_allclose(meta["affine_ras"], LPS_AFFINE, atol=1e-6)
     assert meta["file_shape"] == (12, 10, 6)

@@ -152,3 +152,20 @@ def test_session_package_is_pure_python_numpy():
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
             assert not {n.split(".")[0] for n in names} & forbidden, (path.name, names)
+
+
+def test_a_preset_name_brings_its_preset_colour_unless_the_user_chose_one():
+    from napari_medsam.session.presets import default_color, preset_id
+
+    registry = LabelRegistry()
+    registry.add("label 1", 1)
+    assert registry[1].color == default_color(1)
+    registry.rename(1, "liver")  # automatic colour: follows the organ, not the id
+    assert registry[1].color == default_color(preset_id("liver")) != default_color(1)
+    registry.add("liver", 7)
+    assert registry[7].color == default_color(preset_id("liver"))
+    registry.set_color(1, (1, 2, 3))
+    registry.rename(1, "spleen")  # the user's colour stays
+    assert registry[1].color == (1, 2, 3)
+    registry.rename(7, "my tumour")  # back to the id's colour
+    assert registry[7].color == default_color(7)

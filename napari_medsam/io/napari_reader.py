@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_medsam.io.nifti import NiftiVolume, is_nifti_path, load_nifti
+from napari_medsam.io.orientation import AXIS_LABELS_ZYX
 from napari_medsam.prompts.intensity import auto_window
 
 __all__ = ["looks_like_labels", "napari_get_reader", "read_nifti_layers", "volume_to_layer_data"]
@@ -65,6 +66,7 @@ def volume_to_layer_data(volume: NiftiVolume) -> LayerData:
         "name": name,
         "scale": tuple(volume.spacing_zyx_mm),
         "metadata": volume.layer_metadata(),
+        "axis_labels": AXIS_LABELS_ZYX,
     }
     if looks_like_labels(volume.data_zyx, name):
         return (volume.data_zyx, kwargs, "labels")

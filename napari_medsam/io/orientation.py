@@ -31,6 +31,11 @@ _DISPLAY_ORNT = axcodes2ornt(DISPLAY_AXCODES)
 OBLIQUE_TOLERANCE = 1e-3
 
 
+#: Names of the display axes (z, y, x) for napari: the planes each slider walks
+#: through in the display frame (z -> S, y -> P, x -> L).
+AXIS_LABELS_ZYX = ("axial", "coronal", "sagittal")
+
+
 def direction_cosines(affine_ras: np.ndarray) -> np.ndarray:
     """Unit column vectors of the affine's 3x3 part.
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_medsam.io.nifti import metadata_for_display_grid
+from napari_medsam.io.orientation import AXIS_LABELS_ZYX
 from napari_medsam.prompts.intensity import auto_window
 
 __all__ = ["PHANTOM_LABEL_NAMES", "Phantom", "make_phantom", "make_sample_data"]
@@ -194,6 +195,7 @@ def make_sample_data() -> list[tuple[np.ndarray, dict[str, Any], str]]:
             {
                 "name": "CT phantom",
                 "scale": phantom.spacing_zyx_mm,
+                "axis_labels": AXIS_LABELS_ZYX,
                 "metadata": image_meta,
                 "colormap": "gray",
                 "contrast_limits": window.contrast_limits,
@@ -202,7 +204,12 @@ def make_sample_data() -> list[tuple[np.ndarray, dict[str, Any], str]]:
         ),
         (
             phantom.labels_zyx,
-            {"name": "CT phantom labels", "scale": phantom.spacing_zyx_mm, "metadata": labels_meta},
+            {
+                "name": "CT phantom labels",
+                "scale": phantom.spacing_zyx_mm,
+                "axis_labels": AXIS_LABELS_ZYX,
+                "metadata": labels_meta,
+            },
             "labels",
         ),
     ]

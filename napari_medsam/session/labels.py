@@ -81,6 +81,12 @@ class LabelInfo:
         )
 
 
+def _auto_color(label_id: int, name: str | None) -> tuple[int, int, int]:
+    """The colour an object gets unless the user picks one: its preset organ's, else its id's."""
+    wanted = preset_id(name) if name else None
+    return tuple(default_color(label_id if wanted is None else wanted))
+
+
 def sidecar_stem(nifti_path: str | Path) -> Path:
     """``/a/scan.nii.gz`` -> ``/a/scan`` (drops ``.nii.gz`` / ``.nii``, else the last suffix)."""
     path = Path(nifti_path)
@@ -182,10 +188,16 @@ class LabelRegistry:
             raise ValueError(f"label {label_id} already exists ({self._labels[label_id].name!r})")
         if not name:
             name = preset_name(label_id) or f"label {label_id}"
-        return self._put(LabelInfo(label_id, str(name), tuple(color or default_color(label_id))))
+        color = tuple(color or _auto_color(label_id, name))
+        return self._put(LabelInfo(label_id, str(name), color))
 
     def rename(self, label_id: int, name: str) -> LabelInfo:
-        return self._put(replace(self[label_id], name=str(name)))
+        """Rename; an automatic colour follows the name (a preset organ gets its preset colour)."""
+        info = self[label_id]
+        color = info.color
+        if tuple(color) == _auto_color(label_id, info.name):  # not chosen by the user
+            color = _auto_color(label_id, name)
+        return self._put(replace(info, name=str(name), color=color))
 
     def set_color(self, label_id: int, color: tuple[int, int, int]) -> LabelInfo:
         return self._put(replace(self[label_id], color=tuple(int(c) for c in color)))
