@@ -115,3 +115,41 @@ def test_finetune_cli_reports_missing_files(files, tmp_path, capsys):
     )
     assert code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_finetune_cli_parts_decoder_trains_only_the_decoder(files, capsys):
+    scan, labels, backbone, root = files
+    out = root / "decoder.pt"
+    code = main(
+        [
+            "finetune",
+            "--data",
+            f"{scan}:{labels}",
+            "--backbone",
+            "tiny_sam",
+            "--backbone-checkpoint",
+            str(backbone),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--min-area",
+            "20",
+            "--val-fraction",
+            "0",
+            "--parts",
+            "decoder",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parts"] == "decoder" and summary["steps"] == 2
+    history = json.loads((root / "decoder.pt.history.json").read_text())
+    assert history["n_embedded_slices"] == history["n_train_slices"] > 0
+    engine = load_engine(out, device="cpu")
+    assert isinstance(engine, MedSAEngine) and not engine.clicks_change_embedding

@@ -101,6 +101,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="store only the Med-SA parts even for a backbone that is not bundled",
     )
+    parser.add_argument(
+        "--parts",
+        choices=("all", "decoder"),
+        default="all",
+        help="what trains: every Med-SA part (all, default) or only the mask decoder's "
+        "adapters on image embeddings computed once per slice (decoder: fast on a CPU)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -134,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         val_max_clicks=args.val_max_clicks,
         prompts=prompts,
         save_full=False if args.parts_only else None,
+        parts=args.parts,
     )
     history = finetune(config, progress=not args.no_progress)
     if history.get("epochs"):  # rank 0 only
@@ -144,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             "epochs": last["epoch"],
             "train_cases": history["n_train_cases"],
             "params_trainable": history["params_trainable"],
+            "parts": history["parts"],
             "loss_last_epoch": last["loss"],
             "val_before": history.get("val_before"),
             "val_last": last["val"],

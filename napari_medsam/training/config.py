@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+TRAINABLE_PARTS = ("all", "decoder")
+
 
 @dataclass(frozen=True)
 class PromptSimConfig:
@@ -97,6 +99,11 @@ class FinetuneConfig:
     prompts : PromptSimConfig
     save_full : bool or None
         Store the backbone in ``out`` (None: only when it has no file / bundle).
+    parts : str
+        ``all``: every Med-SA part trains (encoder adapters, click embedding,
+        decoder adapters). ``decoder``: only the mask decoder's adapters train, on
+        image embeddings computed once per slice before the first step
+        (:mod:`napari_medsam.training.cached`); the encoder's parts stay at zero.
     """
 
     data: tuple[tuple[str, str], ...]
@@ -126,8 +133,11 @@ class FinetuneConfig:
     focal_gamma: float = 2.0
     prompts: PromptSimConfig = field(default_factory=PromptSimConfig)
     save_full: bool | None = None
+    parts: str = "all"
 
     def __post_init__(self) -> None:
+        if self.parts not in TRAINABLE_PARTS:
+            raise ValueError(f"parts must be one of {TRAINABLE_PARTS}, got {self.parts!r}")
         if not self.data:
             raise ValueError("no training data: give at least one SCAN:LABELS pair")
         if self.split not in ("object", "volume"):

@@ -224,7 +224,10 @@ class TrainingSet:
     Attributes
     ----------
     images : list of torch.Tensor
-        (3, side, side) preprocessed slices (float32; float16 above 512 px).
+        (3, side, side) preprocessed slices (float32; float16 above 512 px), or
+        their (C, h, w) image embeddings once ``embedded``.
+    embedded : bool
+        True after :func:`napari_medsam.training.cached.cache_embeddings`.
     label_slices : list of np.ndarray
         (H, W) integer labels of each slice.
     cases : list of TrainCase
@@ -263,6 +266,7 @@ class TrainingSet:
         self.images: list[torch.Tensor] = []
         self.label_slices: list[np.ndarray] = []
         self.cases: list[TrainCase] = []
+        self.embedded = False
         storage = torch.float16 if spec.side > 512 else torch.float32
         axes = (0, 1, 2) if other_axes else (0,)
         for v, vol in enumerate(self.volumes):
@@ -303,7 +307,8 @@ class TrainingSet:
         return tuple(self.label_slices[case.slice_index].shape)  # type: ignore[return-value]
 
     def image(self, case: TrainCase) -> torch.Tensor:
-        """(3, side, side) float32 model input of the case's slice."""
+        """(3, side, side) float32 model input of the case's slice (its embedding once
+        ``embedded``)."""
         return self.images[case.slice_index].float()
 
     def target(self, case: TrainCase) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -66,11 +66,16 @@ class PromptedMedSA(nn.Module):
     Parameters
     ----------
     model : MedSAModel
+    from_embeddings : bool
+        The ``images`` given to :meth:`forward` are already the (B, C, h, w) image
+        embeddings (decoder-only training on cached embeddings); click maps are
+        then neither built nor used.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, from_embeddings: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.from_embeddings = bool(from_embeddings)
 
     def forward(
         self,
@@ -84,9 +89,10 @@ class PromptedMedSA(nn.Module):
         Parameters
         ----------
         images : torch.Tensor
-            (B, 3, S, S) preprocessed slices.
-        maps : torch.Tensor
-            (B, 3, S, S) click maps.
+            (B, 3, S, S) preprocessed slices, or (B, C, h, w) image embeddings
+            with ``from_embeddings``.
+        maps : torch.Tensor or None
+            (B, 3, S, S) click maps (None with ``from_embeddings``).
         use_maps : torch.Tensor
             (B,) float 0/1: whether the case's click embedding is added.
         prompts : list of PromptTensors
@@ -99,13 +105,7 @@ class PromptedMedSA(nn.Module):
         iou : torch.Tensor
             (B,) predicted IoU of the kept mask.
         """
-        encoder = self.model.image_encoder
-        tokens = encoder.embed_patches(images)
-        if encoder.medsa_click_embed is not None and bool(use_maps.any()):
-            tokens = tokens + encoder.medsa_click_embed(maps) * use_maps.view(-1, 1, 1, 1).to(
-                tokens.dtype
-            )
-        embeddings = encoder.forward_tokens(tokens, None, 1)
+        embeddings = images if self.from_embeddings else self._encode(images, maps, use_maps)
         logits, ious = [], []
         for i, p in enumerate(prompts):
             low, iou = self.model.decode(
@@ -115,6 +115,17 @@ class PromptedMedSA(nn.Module):
             logits.append(low[0, best])
             ious.append(iou[0, best])
         return torch.stack(logits), torch.stack(ious)
+
+    def _encode(
+        self, images: torch.Tensor, maps: torch.Tensor, use_maps: torch.Tensor
+    ) -> torch.Tensor:
+        encoder = self.model.image_encoder
+        tokens = encoder.embed_patches(images)
+        if encoder.medsa_click_embed is not None and bool(use_maps.any()):
+            tokens = tokens + encoder.medsa_click_embed(maps) * use_maps.view(-1, 1, 1, 1).to(
+                tokens.dtype
+            )
+        return encoder.forward_tokens(tokens, None, 1)
 
 
 def run_prompts(
@@ -132,7 +143,8 @@ def run_prompts(
     module : nn.Module
         A :class:`PromptedMedSA`, possibly wrapped in DistributedDataParallel.
     images : torch.Tensor
-        (B, 3, S, S) on the model's device.
+        (B, 3, S, S) on the model's device ((B, C, h, w) embeddings when the
+        module is ``from_embeddings``).
     prompts : sequence of SlicePrompt
     hws : sequence of (int, int)
         (H, W) of each case's slice.
@@ -142,7 +154,10 @@ def run_prompts(
         The model's input convention (``InputSpec.resize``).
     """
     device = images.device
-    maps = torch.as_tensor(click_maps_batch(prompts, hws, side, resize), device=device)
+    raw = getattr(module, "module", module)  # unwrap DistributedDataParallel
+    maps = None
+    if not getattr(raw, "from_embeddings", False):
+        maps = torch.as_tensor(click_maps_batch(prompts, hws, side, resize), device=device)
     use = torch.tensor([float(has_click_input(p)) for p in prompts], device=device)
     tensors = [
         prompt_tensors(p, hw, side, device, resize) for p, hw in zip(prompts, hws, strict=True)

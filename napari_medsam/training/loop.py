@@ -10,6 +10,10 @@ One step (SimpleClick / RITM training):
 3. predict with gradients and minimise NFL + Dice against the truth in the
    low-res frame (padding excluded); only the Med-SA parts train (AdamW).
 
+With ``parts="decoder"`` only the mask decoder's Med-SA parts train, and the
+slices' image embeddings are computed once before the first step
+(:mod:`napari_medsam.training.cached`); steps 2 and 3 then skip the encoder.
+
 bf16 autocast on CUDA, fp32 elsewhere. Rank 0 evaluates the held-out subset
 with the eval protocol at the end of every epoch, writes the Med-SA checkpoint
 (``config.out``), the resumable state (``<out>.state.pt``) and the history
@@ -33,13 +37,13 @@ from napari_medsam.model.medsa.build import (
     backbone_state_dict_from,
     build_medsa,
     count_parameters,
-    freeze_backbone,
     medsa_train_mode,
 )
 from napari_medsam.model.medsa.checkpoint import medsa_state_dict, save_medsa
 from napari_medsam.model.medsa.config import MedSAConfig
 from napari_medsam.model.medsa.model import MedSAModel
 from napari_medsam.training import distributed
+from napari_medsam.training.cached import cache_embeddings, freeze_for_parts
 from napari_medsam.training.config import FinetuneConfig, PromptSimConfig
 from napari_medsam.training.data import TrainingSet, Volume, load_volume
 from napari_medsam.training.forward import PromptedMedSA, run_prompts
@@ -52,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_model(config: FinetuneConfig) -> MedSAModel:
-    """Fresh Med-SA on the configured backbone, backbone frozen, on the CPU.
+    """Fresh Med-SA on the configured backbone, on the CPU, only ``config.parts`` trainable.
 
     Random backbone weights (test backbones, SAM without a checkpoint) are drawn
     under ``config.seed``, so a resumed run rebuilds the same ones.
@@ -61,7 +65,7 @@ def build_model(config: FinetuneConfig) -> MedSAModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_medsa(config.backbone, weights, MedSAConfig(backbone=config.backbone))
-    return freeze_backbone(model)
+    return freeze_for_parts(model, config.parts)
 
 
 def load_training_set(config: FinetuneConfig, model: MedSAModel) -> TrainingSet:
@@ -251,8 +255,13 @@ def _finetune(config, volumes, progress, info) -> dict:
         else load_training_set(config, model)
     )
     model.to(info.device)
+    t_embed = time.perf_counter()
+    n_embedded = 0
+    if config.parts == "decoder":
+        n_embedded = cache_embeddings(model, data, info.device, progress=progress and info.is_main)
+    t_embed = time.perf_counter() - t_embed
     medsa_train_mode(model)
-    raw = PromptedMedSA(model)
+    raw = PromptedMedSA(model, from_embeddings=data.embedded)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     full = (
@@ -273,6 +282,9 @@ def _finetune(config, volumes, progress, info) -> dict:
         "n_val_cases": len(val_cases),
         "params_total": total,
         "params_trainable": trainable,
+        "parts": config.parts,
+        "n_embedded_slices": n_embedded,
+        "embedding_seconds": t_embed,
         "world_size": info.world_size,
         "distributed": info.distributed,
         "out": str(config.out),
@@ -307,11 +319,24 @@ def _finetune(config, volumes, progress, info) -> dict:
     history["steps_per_epoch"] = steps_per_epoch
     history["total_steps"] = total_steps
 
+    # decoder-only: the encoder is frozen, so one engine keeps the held-out embeddings
+    val_engine = None
+    if config.parts == "decoder" and val_cases and info.is_main:
+        from napari_medsam.model.medsa.engine import MedSAEngine
+
+        val_engine = MedSAEngine(model, device=info.device, cache_bytes=1 << 30)
+
     def validate() -> dict | None:
         if not val_cases:
             return None
         result = evaluate_model(
-            model, data.volumes, val_cases, info.device, config.val_max_clicks, config.val_box
+            model,
+            data.volumes,
+            val_cases,
+            info.device,
+            config.val_max_clicks,
+            config.val_box,
+            engine=val_engine,
         )
         medsa_train_mode(model)
         return _jsonable(result)

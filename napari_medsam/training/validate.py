@@ -54,10 +54,14 @@ def evaluate_model(
     device: torch.device,
     max_clicks: int = 20,
     box: bool = True,
+    engine=None,
 ) -> dict:
     """Evaluate a Med-SA model on eval cases as ``napari-medsam eval`` would.
 
     The model is put in eval mode (the caller restores its training mode).
+    ``engine``: a :class:`~napari_medsam.model.medsa.engine.MedSAEngine` around
+    ``model`` to reuse (its cached embeddings too: only valid while the encoder
+    does not change); default: a fresh one per prompt kind.
 
     Returns
     -------
@@ -72,12 +76,13 @@ def evaluate_model(
     results = {"clicks": [], "box": []}
     prompts = ("clicks", "box") if box else ("clicks",)
     for prompt in prompts:
-        engine = MedSAEngine(model, device=device, cache_bytes=256 << 20)
+        run_engine = engine or MedSAEngine(model, device=device, cache_bytes=256 << 20)
+        run_engine.model.eval()
         for v, vol in enumerate(volumes):
             mine = [c for (vv, c) in cases if vv == v]
             if mine:
                 results[prompt] += evaluate_volume(
-                    engine,
+                    run_engine,
                     vol.image_zyx,
                     vol.labels_zyx,
                     vol.window,
