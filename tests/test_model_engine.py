@@ -207,3 +207,25 @@ def test_litemedsam_box_segments_synthetic_organ():
     dice = 2 * (pred.mask_yx & organ).sum() / (pred.mask_yx.sum() + organ.sum())
     assert dice > 0.85, dice
     assert pred.score > 0.5
+
+
+def test_a_single_click_uses_the_multimask_output_only_where_it_was_trained():
+    from napari_medsam.model.prompt_inputs import prompt_tensors
+    from napari_medsam.model.registry import LITEMEDSAM, SAM_VIT_B
+    from napari_medsam.types import SlicePrompt
+
+    one_click = SlicePrompt(points_yx=np.array([[10.0, 12.0]]), point_labels=np.array([1]))
+    two_clicks = SlicePrompt(
+        points_yx=np.array([[10.0, 12.0], [3, 4]]), point_labels=np.array([1, 0])
+    )
+    assert SAM_VIT_B.input_spec.multimask_single_click
+    assert not LITEMEDSAM.input_spec.multimask_single_click  # box-trained, one output
+    for spec, expected in ((SAM_VIT_B.input_spec, True), (LITEMEDSAM.input_spec, False)):
+        tensors = prompt_tensors(
+            one_click, (64, 64), spec.side, "cpu", spec.resize, None, spec.multimask_single_click
+        )
+        assert tensors.multimask is expected
+        tensors = prompt_tensors(
+            two_clicks, (64, 64), spec.side, "cpu", spec.resize, None, spec.multimask_single_click
+        )
+        assert tensors.multimask is False

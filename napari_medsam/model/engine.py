@@ -180,7 +180,13 @@ class SamEngine:
         image = as_slice_yx(image_yx)
         hw, side = image.shape, self.image_size
         points, boxes, masks, multimask = prompt_tensors(
-            prompt, hw, side, self.device, self.spec.resize, self.lowres_side
+            prompt,
+            hw,
+            side,
+            self.device,
+            self.spec.resize,
+            self.lowres_side,
+            self.spec.multimask_single_click,
         )
 
         embedding = self._embedding(image, cache_key)

@@ -57,6 +57,7 @@ def prompt_tensors(
     device: torch.device | str,
     resize: str = RESIZE_LONGEST_SIDE,
     lowres_side: int | None = None,
+    multimask_single_click: bool = True,
 ) -> PromptTensors:
     """Convert one slice's prompt to prompt-encoder tensors on ``device``.
 
@@ -74,6 +75,9 @@ def prompt_tensors(
         How the slice is resized to the input (``prompts.geometry`` modes).
     lowres_side : int, optional
         Expected side of ``prev_logits_lowres``; checked when given.
+    multimask_single_click : bool
+        Whether a single click alone uses the three-mask output
+        (``InputSpec.multimask_single_click``).
 
     Raises
     ------
@@ -104,5 +108,5 @@ def prompt_tensors(
         masks = torch.as_tensor(prev, device=device)[None, None]
     if points is None and boxes is None and masks is None:
         raise ValueError("empty prompt: give at least one click or a box")
-    multimask = n_points == 1 and boxes is None and masks is None
+    multimask = multimask_single_click and n_points == 1 and boxes is None and masks is None
     return PromptTensors(points, boxes, masks, multimask)

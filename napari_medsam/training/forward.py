@@ -135,6 +135,7 @@ def run_prompts(
     hws: Sequence[tuple[int, int]],
     side: int,
     resize: str = RESIZE_LONGEST_SIDE,
+    multimask_single_click: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Build the inputs of :class:`PromptedMedSA` and call ``module`` (it or its DDP wrapper).
 
@@ -150,8 +151,8 @@ def run_prompts(
         (H, W) of each case's slice.
     side : int
         Model input side S.
-    resize : str
-        The model's input convention (``InputSpec.resize``).
+    resize, multimask_single_click
+        The model's input conventions (``InputSpec``), as the engine uses them.
     """
     device = images.device
     raw = getattr(module, "module", module)  # unwrap DistributedDataParallel
@@ -160,6 +161,7 @@ def run_prompts(
         maps = torch.as_tensor(click_maps_batch(prompts, hws, side, resize), device=device)
     use = torch.tensor([float(has_click_input(p)) for p in prompts], device=device)
     tensors = [
-        prompt_tensors(p, hw, side, device, resize) for p, hw in zip(prompts, hws, strict=True)
+        prompt_tensors(p, hw, side, device, resize, None, multimask_single_click)
+        for p, hw in zip(prompts, hws, strict=True)
     ]
     return module(images, maps, use, tensors)

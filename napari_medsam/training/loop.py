@@ -128,6 +128,7 @@ def train_step(
     """
     cases = [data.cases[i] for i in indices]
     side, resize = data.spec.side, data.spec.resize
+    single_multimask = data.spec.multimask_single_click
     images = torch.stack([data.image(c) for c in cases]).to(device)
     hws = [data.hw(c) for c in cases]
     states = [initial_prompt(data.gt_yx(c), rng, sim) for c in cases]
@@ -144,6 +145,7 @@ def train_step(
                 [hws[i] for i in active],
                 side,
                 resize=resize,
+                multimask_single_click=single_multimask,
             )
             logits = logits.float().cpu().numpy()
             for j, i in enumerate(active):
@@ -159,7 +161,13 @@ def train_step(
     weight = torch.stack(weights).to(device)
     with _autocast(device):
         logits, _ = run_prompts(
-            module, images, [s.slice_prompt() for s in states], hws, side, resize=resize
+            module,
+            images,
+            [s.slice_prompt() for s in states],
+            hws,
+            side,
+            resize=resize,
+            multimask_single_click=single_multimask,
         )
     loss = segmentation_loss(logits.float(), target, weight, dice_weight, gamma)
     optimizer.zero_grad(set_to_none=True)
