@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from training_fixtures)
 """Fine-tuning on the synthetic phantom with a tiny Med-SA: it learns, it resumes, DDP runs.
 
 The tiny backbone is random (``tiny_sam``: 64 px SAM ViT). A random SAM decoder
@@ -11,44 +12,15 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from training_fixtures import backbone_path, one_thread, phantom_volume  # noqa: F401
 
-from napari_medsam.io.phantom import make_phantom
-from napari_medsam.model.medsa.build import build_medsa
-from napari_medsam.model.medsa.checkpoint import backbone_part, load_medsa
+from napari_medsam.model.medsa.checkpoint import load_medsa
 from napari_medsam.training.config import FinetuneConfig
-from napari_medsam.training.data import TrainingSet, make_volume, split_objects
+from napari_medsam.training.data import TrainingSet, split_objects
 from napari_medsam.training.loop import build_model, finetune
 from napari_medsam.training.validate import evaluate_model, heldout_cases
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny model gains nothing from two, and the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def backbone_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_medsa("tiny_sam")
-    with torch.no_grad():
-        for mlp in model.mask_decoder.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(30.0)
-            mlp.layers[-1].bias.mul_(30.0)
-    path = tmp_path_factory.mktemp("backbone") / "tiny_sam_backbone.pt"
-    torch.save(backbone_part(model), path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def phantom_volume():
-    ph = make_phantom((8, 64, 64), (4.0, 1.0, 1.0), seed=0)
-    return make_volume("phantom", ph.image_zyx, ph.labels_zyx, ph.spacing_zyx_mm)
 
 
 def _config(tmp_path, backbone_path, **kw):
