@@ -33,21 +33,11 @@ the truth's mask on the organ's largest slice seeds one propagation with no
 stop rule but an empty mask; each slice's predicted IoU, overlap with the
 previous slice and area are recorded, and every threshold pair is replayed on
 that chain with :func:`ends_direction` (a slice depends only on the slices
-before, so the replay equals a run). Mean 3D Dice of seed + painted slices,
-per organ in brackets [liver spleen kidR kidL bladder], min area 5 px:
+before, so the replay equals a run). Mean 3D Dice [liver spleen kidR kidL bladder]:
 
-========================  =====  ==============================
-box of previous + 2 px    mean   per organ
-========================  =====  ==============================
-no stop rule              0.731  .676 .838 .708 .722 .712
-score >= 0.80             0.872  .689 .952 .904 .912 .907
-score 0.80, overlap 0.2   0.872  (the same)
-score 0.80, overlap 0.6   0.872  .689 .952 .904 .908 .907
-score 0.80, overlap 0.7   0.896  .826 .952 .896 .897 .906
-score >= 0.85             0.901  .826 .952 .904 .908 .914
-score >= 0.90             0.716  stops inside the organs
-overlap >= 0.6 alone      0.868
-========================  =====  ==============================
+no stop rule 0.731; score >= 0.80: 0.872 (overlap 0.2 or 0.6 the same); score 0.80
+with overlap 0.7: 0.896; **score >= 0.85: 0.901** [.826 .952 .904 .908 .914];
+score >= 0.90: 0.716 (stops inside the organs); overlap >= 0.6 alone: 0.868.
 
 Chosen: **score >= 0.85, overlap >= 0.6** (0.901). The liver decides the score:
 from slice 94 down its chain grows beyond the liver with scores 0.81-0.87 and
@@ -60,10 +50,8 @@ slices early, so 0.85 sits in the middle of a plateau, not on a peak. Overlap
 predicted IoU is less well calibrated (overlap 0.6 alone: 0.868, no rule 0.731).
 One scan and five organs: re-run the script for a new checkpoint.
 
-Box margin (``--margin``; best thresholds / score >= 0.80, overlap >= 0.6):
-0 px 0.700 / 0.643 (masks shrink slice by slice), 2 px 0.901 / 0.872, 4 px
-0.842 / 0.823 (masks grow into neighbours). Previous logits as mask input and
-the interior click are not measured; they stay off by default and remain options.
+Box margin (best thresholds): 0 px 0.700 (masks shrink), 2 px 0.901, 4 px 0.842 (masks grow).
+Previous logits and the interior click stay off (not measured; clicks hurt LiteMedSAM).
 """
 
 from __future__ import annotations
