@@ -78,6 +78,7 @@ class SamEngine:
         self.spec = config.input_spec
         self.name = name or config.name
         self.image_size = self.spec.side
+        self.needs_box = self.spec.needs_box  # box-only training (capability flag)
         self.cache = EmbeddingCache(cache_bytes)
         self._lock = threading.RLock()
 
