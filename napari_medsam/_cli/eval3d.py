@@ -39,7 +39,7 @@ def run_3d(args: argparse.Namespace) -> int:
     names = eval_cli._label_names(args.labels_path)
     engine = eval_cli._load_engine(args.checkpoint, args.device)
     print(
-        f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {args.device}, "
+        f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {eval_cli._device(engine, args)}, "
         f"{len(labels)} objects, box on the largest slice + propagation, then up to "
         f"{max_clicks} clicks (shape {image_zyx.shape}, slices along axis 0)"
     )
@@ -75,7 +75,7 @@ def run_3d(args: argparse.Namespace) -> int:
             "max_clicks": max_clicks,
             "window": {"lo": float(window.lo), "hi": float(window.hi), "kind": str(window.kind)},
             "checkpoint": args.checkpoint,
-            "device": args.device,
+            "device": eval_cli._device(engine, args),
             "engine": engine.name,
             "shape_zyx": list(image_zyx.shape),
             "spacing_zyx_mm": [float(v) for v in scan.spacing_zyx_mm],
