@@ -153,7 +153,7 @@ class MedSamWidget(QWidget):
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         self.image, self.labels = None, None
         self._logits.clear()
-        reason = wi.unsupported_reason(layer)
+        reason = wi.unsupported_reason(layer, self.viewer)
         self.controls.set_message(reason or "")
         if reason is not None:
             self.session3d.detach()

@@ -172,7 +172,28 @@ def test_status_bar_gets_both_voxel_frames(make_napari_viewer, phantom, tmp_path
     # display x runs patient right -> left, the file's i runs left -> right (RAS)
     assert text == "voxel zyx [2 3 4] · file ijk [15 20 2]"
     assert voxel_text(image, image.data_to_world((99, 0, 0))) is None  # outside
-    viewer.mouse_over_canvas = True
     viewer.cursor.position = tuple(world)
-    status = viewer.status
-    assert isinstance(status, dict) and text in status["coordinates"]
+    viewer.status = {"layer_name": "boxes", "coordinates": " [6.0 2.4 3.2]: "}  # as napari sets it
+    widget._cursor._on_cursor_position()  # runs after napari's own handler on cursor moves
+    assert viewer.status["coordinates"] == f" [6.0 2.4 3.2]:   ·  {text}"
+
+
+def test_a_scan_opened_as_labels_is_explained(make_napari_viewer, tmp_path):
+    """Issue 12 item 8: the dock says what happened and how to get the image."""
+    import nibabel as nib
+
+    mask = np.zeros((16, 16, 8), np.uint8)
+    mask[4:10, 4:10, 2:6] = 1
+    path = tmp_path / "brain.nii.gz"  # a binary volume: the reader takes it for labels
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), path)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-medsam")
+    _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+    assert widget.image is None
+    message = widget.controls.message_label.text()
+    assert "'brain' was opened as labels" in message and "Convert to Image" in message
+    from napari.layers._layer_actions import _convert_to_image
+
+    viewer.layers.selection.active = viewer.layers["brain"]
+    _convert_to_image(viewer.layers)  # what the message tells the user to do
+    assert widget.image is not None and widget.image.data.shape == (8, 16, 16)
