@@ -248,6 +248,8 @@ def propagate_seeds(
 
 def run(args: argparse.Namespace) -> int:
     """Segment the prompted slices and write the label volume; returns the exit code."""
+    from napari_medsam.io.atomic import check_output_path
+    from napari_medsam.io.errors import NIFTI_SUFFIXES
     from napari_medsam.io.nifti import load_nifti, save_labels_nifti
     from napari_medsam.model.engine import load_engine
     from napari_medsam.prompts.intensity import IntensityWindow, auto_window
@@ -258,10 +260,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one --box or --point")
     if not 0 < args.label < 65536:
         raise ValueError(f"--label must be in 1..65535, got {args.label}")
+    negatives_from = getattr(args, "negatives_from", None)
+    # before any work: never write over an input, and fail now rather than after inference
+    check_output_path(
+        args.out, "--out", [args.scan, negatives_from, args.checkpoint], NIFTI_SUFFIXES
+    )
     volume = load_nifti(args.scan)
     metadata = volume.layer_metadata()
     prompts = slice_prompts(args, metadata)
-    negatives_from = getattr(args, "negatives_from", None)
     others_zyx = None if negatives_from is None else load_negative_labels(negatives_from, volume)
     window = (
         IntensityWindow.from_level_width(*args.window, kind="manual")
