@@ -88,7 +88,12 @@ def read_snapshot_meta(path: Path) -> tuple[dict, tuple[int, ...], np.dtype] | N
         with zipfile.ZipFile(path) as zf:
             with zf.open("labels_zyx.npy") as f:
                 version = np.lib.format.read_magic(f)
-                shape, _, dtype = np.lib.format._read_array_header(f, version)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(f)
             meta = {}
             if "meta.npy" in zf.namelist():
                 with zf.open("meta.npy") as f:

@@ -153,7 +153,14 @@ def replay(session_dir: Path, pointer: dict, load_labels: bool) -> Replayed:
         No base can be read (the message names each file and why).
     """
     problems = []
-    for base in pointer["bases"]:
+    bases = list(pointer["bases"])
+    found = segments(session_dir, pointer) if pointer.get("lineage") else []
+    if found and all(b["labels_file"] is not None for b in bases):
+        # last resort when every snapshot is gone: the journal's changes on an empty volume
+        state = next((b["state"] for b in bases if b.get("state") is not None), None)
+        bases.append({"generation": found[0][0], "labels_file": None, "state": state,
+                      "saved_at": 0.0, "partial": True})  # fmt: skip
+    for base in bases:
         name = base["labels_file"] or "the journal"
         try:
             if load_labels:
@@ -167,6 +174,9 @@ def replay(session_dir: Path, pointer: dict, load_labels: bool) -> Replayed:
             problems.append(f"{name}: {exc}")
             continue
         notes = list(replayed.notes)
+        if base.get("partial"):
+            notes.insert(0, f"no snapshot can be read: only the changes after generation "
+                         f"{base['generation']} (from the journal, on an empty volume) came back")  # fmt: skip
         if problems:
             logger.warning(
                 "session %s: restored from an older snapshot (%s)", session_dir, "; ".join(problems)
