@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -150,6 +151,11 @@ def slice_prompts(args: argparse.Namespace, metadata: dict):
             per_slice[z]["points_yx"].append((y, x))
             per_slice[z]["labels"].append(label)
     for i0, j0, i1, j1, k in args.box:
+        if i0 == i1 or j0 == j1:
+            raise ValueError(
+                f"--box {i0},{j0},{i1},{j1},{k} has zero size (its corners share a row or a "
+                "column): give two opposite corners of the object's box"
+            )
         corners_zyx = []
         for a, b in ((i0, j0), (i1, j1)):
             ijk = [0, 0, 0]
@@ -159,6 +165,32 @@ def slice_prompts(args: argparse.Namespace, metadata: dict):
         (z, y0, x0), (_, y1, x1) = corners_zyx
         per_slice[int(z)]["boxes_yxyx"].append((min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
     return dict(per_slice)
+
+
+def check_slice_content(raw_yx: np.ndarray, image_yx: np.ndarray, z: int, window) -> None:
+    """Refuse a prompted slice with nothing to segment (all NaN, or blank in the window).
+
+    A model still draws a plausible-looking mask on a blank slice; this says why not.
+
+    Raises
+    ------
+    ValueError
+        The slice holds no finite intensity, or is one flat value inside the window.
+    """
+    finite = np.isfinite(raw_yx)
+    if not finite.any():
+        raise ValueError(f"slice {z} holds no finite intensity (all NaN or infinite): "
+                         "nothing to segment there")  # fmt: skip
+    if float(np.ptp(image_yx)) < 1e-6:
+        value = float(np.asarray(raw_yx)[finite].flat[0])
+        raise ValueError(
+            f"slice {z} is blank in the intensity window [{window.lo:g}, {window.hi:g}] "
+            f"(every voxel shows the same, e.g. {value:g}): nothing to segment there; "
+            "check the slice index or give --window"
+        )
+    if not finite.all():
+        print(f"warning: slice {z}: {int((~finite).sum())} voxels are NaN or infinite "
+              "(shown as the window's low end)", file=sys.stderr)  # fmt: skip
 
 
 def load_negative_labels(path: Path, volume) -> np.ndarray:
@@ -285,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
         image_yx = window.apply(volume.data_zyx[z])
         if not p["boxes_yxyx"] and not (point_labels == 1).any():
             raise ValueError(f"slice {z} has only negative clicks: add a --point or --box there")
+        check_slice_content(volume.data_zyx[z], image_yx, z, window)
         # one prediction per box (SAM takes one box), clicks shared; the union is kept
         boxes = p["boxes_yxyx"] or [None]
         for box in boxes:
@@ -296,6 +329,11 @@ def run(args: argparse.Namespace) -> int:
             if others_zyx is not None:
                 prompt = with_negatives_from_labels(prompt, others_zyx[z], args.label)
             pred = engine.predict(image_yx, prompt, cache_key=z)
+            if not np.isfinite(pred.score):
+                raise ValueError(f"slice {z}: the model gave a non-finite score ({pred.score})")
+            if not np.asarray(pred.mask_yx).any():
+                print(f"warning: slice {z}: the model found nothing for this prompt",
+                      file=sys.stderr)  # fmt: skip
             labels_zyx[z][pred.mask_yx] = args.label
             seeds[z] = seeds.get(z, np.zeros(image_yx.shape, bool)) | np.asarray(pred.mask_yx, bool)
             print(f"slice {z}: {int(pred.mask_yx.sum())} voxels, predicted IoU {pred.score:.3f}")
