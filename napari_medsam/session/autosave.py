@@ -28,6 +28,7 @@ import numpy as np
 
 from napari_medsam.session.journal import SegmentWriter, encode_runs, segment_name
 from napari_medsam.session.recovery import holds_session_files, set_aside
+from napari_medsam.session.saver_parts import Copies, SaveHealth, reason_of
 from napari_medsam.session.state import SessionState
 from napari_medsam.session.store import (
     Restored,
@@ -70,80 +71,10 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SaveHealth:
-    """Whether the autosave works.
-
-    Attributes
-    ----------
-    ok : bool
-    reason : str
-        Why it fails ("" when ok).
-    session_dir : Path
-    """
-
-    ok: bool
-    reason: str
-    session_dir: Path
-
-    @property
-    def line(self) -> str:
-        """One line for the dock: where the session is saved, or the warning."""
-        if self.ok:
-            return f"Session: autosaved in {self.session_dir.name}."
-        return f"\u26a0 Session NOT autosaved: {self.reason}. Save your labels to keep your work."
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    where = getattr(exc, "filename", None)
-    return f"{text} ({where})" if where else text
-
-
-@dataclass(frozen=True)
 class _Item:
     generation: int
     labels_zyx: np.ndarray  # the saver's own copy, never written to
     state: dict
-
-
-class _Copies:
-    """The saver's copies of the volume, recycled once no thread needs them.
-
-    Fresh memory of a volume's size is slow to touch (page faults, huge-page
-    compaction: 0.1 to 0.5 s for 150 MB); copying into a recycled array is not.
-    """
-
-    def __init__(self, keep: int = 1) -> None:
-        self.keep = keep
-        self._lock = threading.Lock()
-        self._holds: dict[int, int] = {}  # id(array) -> number of holders
-        self._free: list[np.ndarray] = []
-
-    def copy_of(self, labels_zyx) -> np.ndarray:
-        """A C-contiguous copy of ``labels_zyx``, held once."""
-        labels_zyx = np.asarray(labels_zyx)
-        with self._lock:
-            fits = [
-                a for a in self._free if (a.shape, a.dtype) == (labels_zyx.shape, labels_zyx.dtype)
-            ]
-            self._free = [a for a in self._free if not any(a is b for b in fits[:1])]
-        copy = fits[0] if fits else np.empty(labels_zyx.shape, labels_zyx.dtype)
-        np.copyto(copy, labels_zyx)
-        with self._lock:
-            self._holds[id(copy)] = 1
-        return copy
-
-    def hold(self, array: np.ndarray) -> None:
-        with self._lock:
-            self._holds[id(array)] += 1
-
-    def release(self, array: np.ndarray) -> None:
-        with self._lock:
-            left = self._holds.pop(id(array)) - 1
-            if left:
-                self._holds[id(array)] = left
-            elif len(self._free) < self.keep:
-                self._free.append(array)
 
 
 class Autosaver:
@@ -231,7 +162,7 @@ class Autosaver:
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._snapper: threading.Thread | None = None
-        self._copies = _Copies()
+        self._copies = Copies()
         self._thread = threading.Thread(
             target=self._run, name="napari-medsam-autosave", daemon=True
         )
@@ -358,7 +289,7 @@ class Autosaver:
             if exc is None:
                 self._failing.pop(part, None)
             else:
-                self._failing[part] = f"{part} failed: {_reason(exc)}"
+                self._failing[part] = f"{part} failed: {reason_of(exc)}"
             flipped = was_ok != (not self._failing)
         if flipped and self.on_health is not None:
             try:
@@ -367,7 +298,7 @@ class Autosaver:
                 logger.exception("autosave health listener failed")
 
     def _report(self, exc: BaseException, part: str = "journal") -> None:
-        logger.error("autosave to %s failed: %s", self.session_dir, _reason(exc))
+        logger.error("autosave to %s failed: %s", self.session_dir, reason_of(exc))
         logger.debug("autosave failure", exc_info=exc)
         self.last_error = exc
         self._set_health(part, exc)
