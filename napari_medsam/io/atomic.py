@@ -153,6 +153,7 @@ def check_output_path(
     what: str,
     inputs: Iterable[str | os.PathLike | None] = (),
     suffixes: tuple[str, ...] | None = None,
+    allow_dir: bool = False,
 ) -> Path:
     """Refuse an output path before any work is done; return it.
 
@@ -166,6 +167,8 @@ def check_output_path(
         Every file the run reads; None entries are skipped.
     suffixes : tuple of str, optional
         Allowed endings (lower case, e.g. ``(".nii", ".nii.gz")``).
+    allow_dir : bool
+        The output is a folder (a DICOM series): an existing folder is allowed.
 
     Raises
     ------
@@ -179,7 +182,7 @@ def check_output_path(
             raise OutputPathError(
                 f"{what} {path} is also an input of this run ({source}); refusing to overwrite it"
             )
-    if path.is_dir():
+    if path.is_dir() and not allow_dir:
         raise OutputPathError(f"{what} {path} is a directory, not a file")
     if suffixes and not path.name.lower().endswith(tuple(s.lower() for s in suffixes)):
         raise OutputPathError(f"{what} {path.name} must end with {' or '.join(suffixes)}")
