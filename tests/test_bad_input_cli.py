@@ -126,7 +126,7 @@ def test_segment_out_a_directory_is_refused(run, files):
 def test_segment_out_wrong_suffix_is_refused_before_propagation(run, files):
     argv = ["segment", files.scan, "--out", files.root / "o.png", "--box", ORGAN_BOX, "--propagate"]
     result = run(argv)
-    assert_refused(result, "must end with .nii or .nii.gz")
+    assert_refused(result, "labels are saved as .nii, .nii.gz")
     assert result.loads == []
 
 
@@ -143,7 +143,7 @@ def test_segment_out_in_a_read_only_folder_is_refused_before_propagation(run, fi
 
 def test_segment_out_under_a_file_is_refused(run, files):
     out = files.scan / "o.nii.gz"
-    assert_refused(run(["segment", files.scan, "--out", out, "--box", ORGAN_BOX]), "not a folder")
+    assert_refused(run(["segment", files.scan, "--out", out, "--box", ORGAN_BOX]), "no such folder")
 
 
 def test_segment_write_failure_is_one_line_and_leaves_no_file(run, files, monkeypatch):
