@@ -126,7 +126,8 @@ class SessionFiles:
             return
         try:
             if self.saver is None:
-                self.saver = Autosaver(session_dir_for(self.path), on_health=self._relay.changed.emit)
+                on_health = self._relay.changed.emit  # from the saver thread, queued to the GUI
+                self.saver = Autosaver(session_dir_for(self.path), on_health=on_health)
                 if self.saver.set_aside_to is not None:
                     show_warning(
                         "MedSAM: a damaged saved session was found and kept in "

@@ -190,7 +190,7 @@ def load_scan_and_labels(scan_path, labels_path):
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse ``--json`` / ``--plot`` paths that are inputs or cannot be written, before any work."""
+    """Refuse ``--json`` / ``--plot`` paths that are inputs or not writable, before any work."""
     from napari_medsam.io.atomic import check_output_path
 
     inputs = [args.scan, args.labels_path, args.checkpoint, *_classes_json(args.labels_path)]
