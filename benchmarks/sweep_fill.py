@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             for refine in REFINES:
                 filled = _filled(engine, image_zyx, window, anchors, refine, key_prefix, spacing)
                 dices.append(between_dice(filled, gt, a, b))
-            propagated = propagate_seeds(engine, image_zyx, window, anchors, label)
+            propagated = propagate_seeds(engine, image_zyx, window, anchors, label, gaps="propagate",
+                                         spacing_zyx_mm=spacing)
             dices.append(between_dice(propagated, gt, a, b))
             rows.append((case.name, label, spacing[0], a, b, dices))
             print(f"{case.name} label {label} slices {a},{b}: "

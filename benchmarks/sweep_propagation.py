@@ -197,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embed-cache", default="/tmp/medsam-bench-embeddings",
                         help="folder for slice embeddings kept between runs ('' = none)")  # fmt: skip
     parser.add_argument("--json", dest="json_path", default=None)
-    parser.add_argument("--replay", default=None, metavar="JSON", help="re-score a saved run")
+    parser.add_argument("--replay", default=None, metavar="JSON[,JSON...]",
+                        help="re-score saved runs")  # fmt: skip
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if args.replay:
-        saved = json.loads(Path(args.replay).read_text())
-        print_report(saved["records"], saved["modes"])
+    if args.replay:  # several files (comma-separated) are merged: the modes all have in common
+        saved = [json.loads(Path(p).read_text()) for p in args.replay.split(",")]
+        common = [m for m in saved[0]["modes"] if all(m in s["modes"] for s in saved)]
+        print_report([r for s in saved for r in s["records"]], common)
         return 0
     set_threads(args.threads)
     engine = cached_engine(args.checkpoint, args.device, args.embed_cache or None)
@@ -229,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  label {label}: seed z {obj['z0']} score {obj['seed_score']:.2f}, "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
         records.append({"case": case.name, "spacing_z": spacing[0], "objects": objects})
-    if args.json_path:
-        out = {"engine": engine.name, "checkpoint": args.checkpoint, "modes": modes,
-               "boxes": loose_box_settings(args.seed), "cap": args.cap, "records": records}  # fmt: skip
-        tmp = Path(args.json_path + ".tmp")
-        tmp.write_text(json.dumps(out))
-        tmp.replace(args.json_path)
-        print(f"wrote {args.json_path}")
+        if args.json_path:  # after every case: a long run that is stopped keeps what it did
+            out = {"engine": engine.name, "checkpoint": args.checkpoint, "modes": modes,
+                   "boxes": loose_box_settings(args.seed), "cap": args.cap, "records": records}  # fmt: skip
+            tmp = Path(args.json_path + ".tmp")
+            tmp.write_text(json.dumps(out))
+            tmp.replace(args.json_path)
+            print(f"wrote {args.json_path}", flush=True)
     print_report(records, modes)
     return 0
 

@@ -80,5 +80,17 @@ def test_fill_object_fills_every_gap_and_keeps_corrected_slices():
     assert [m.z for m in masks] == [4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15]
     for m in masks:
         np.testing.assert_array_equal(m.mask_yx, truth[m.z])
-    with pytest.raises(ValueError, match="not a corrected slice"):
+    with pytest.raises(ValueError, match="not corrected slices"):
         list(repropagate(OracleEngine(labels), labels, WINDOW, 7, corrected, 1, 0))
+
+
+def test_corrections_on_several_slices_are_spread_at_once_without_repeats():
+    steps = plan_repropagation({6, 9}, {6, 8, 9})
+    assert steps == [
+        PlannedStep("fill", 6, 8), PlannedStep("propagate", 6, None, "down", False),
+        PlannedStep("propagate", 9, None, "up", False),
+    ]  # fmt: skip
+    assert plan_repropagation({4, 10}, {4, 10}) == [
+        PlannedStep("fill", 4, 10), PlannedStep("propagate", 4, None, "down", False),
+        PlannedStep("propagate", 10, None, "up", False),
+    ]  # fmt: skip

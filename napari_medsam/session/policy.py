@@ -2,7 +2,8 @@
 
 Pure Python. After the user corrects object ``label`` on slice ``z`` (a prompt
 or the brush; the slice becomes *corrected*), :func:`plan_repropagation` lists
-the steps, from ``z`` and the object's other corrected slices:
+the steps, from ``z`` and the object's other corrected slices (for several
+slices corrected since the last run, the union of their steps):
 
 - **between** ``z`` and its nearest corrected slice on each side (a *gap*):
   ``gaps="fill"`` fills the slices between from the two corrected masks
@@ -82,33 +83,46 @@ DEFAULT_POLICY = RepropagationPolicy(gaps="fill", clear_past_end=False)
 
 
 def plan_repropagation(
-    z: int, corrected_zs: Collection[int], policy: RepropagationPolicy = DEFAULT_POLICY
+    changed_zs: int | Collection[int],
+    corrected_zs: Collection[int],
+    policy: RepropagationPolicy = DEFAULT_POLICY,
 ) -> list[PlannedStep]:
-    """The steps that follow a correction of slice ``z`` (``z`` itself is kept).
+    """The steps that follow corrections of the slices ``changed_zs`` (they are kept).
+
+    Each changed slice ``z`` plans its own steps (the gap to its corrected
+    neighbour on each side, or the outward propagation where it has none); the
+    union is returned without repeats, so corrections made on several slices
+    since the last run (the app's case) are all spread at once.
 
     Parameters
     ----------
-    z : int
-        The corrected slice.
+    changed_zs : int or collection of int
+        The slices corrected since the last (re-)propagation.
     corrected_zs : collection of int
-        All corrected slices of the object (``z`` may or may not be among them).
+        All corrected slices of the object (the changed ones are added).
     policy : RepropagationPolicy
 
     Returns
     -------
     list of PlannedStep
-        Up side first, then down, as :func:`~napari_medsam.tasks.propagate.propagate` runs.
+        Per changed slice in increasing z: up side first, then down.
     """
-    z = int(z)
-    others = {int(c) for c in corrected_zs} - {z}
-    above = min((c for c in others if c > z), default=None)
-    below = max((c for c in others if c < z), default=None)
+    changed = sorted({int(changed_zs)} if isinstance(changed_zs, int) else {int(z) for z in changed_zs})
+    corrected = {int(c) for c in corrected_zs} | set(changed)
     steps: list[PlannedStep] = []
-    for side, neighbour in (("up", above), ("down", below)):
-        if neighbour is None:
-            steps.append(PlannedStep("propagate", z, None, side, policy.clear_past_end))
-        elif abs(neighbour - z) > 1 and policy.gaps == "fill":
-            steps.append(PlannedStep("fill", min(z, neighbour), max(z, neighbour)))
-        elif abs(neighbour - z) > 1 and policy.gaps == "propagate":
-            steps.append(PlannedStep("propagate", z, neighbour, side))
+    for z in changed:
+        others = corrected - {z}
+        above = min((c for c in others if c > z), default=None)
+        below = max((c for c in others if c < z), default=None)
+        for side, neighbour in (("up", above), ("down", below)):
+            if neighbour is None:
+                step = PlannedStep("propagate", z, None, side, policy.clear_past_end)
+            elif abs(neighbour - z) > 1 and policy.gaps == "fill":
+                step = PlannedStep("fill", min(z, neighbour), max(z, neighbour))
+            elif abs(neighbour - z) > 1 and policy.gaps == "propagate":
+                step = PlannedStep("propagate", z, neighbour, side)
+            else:
+                continue
+            if step not in steps:
+                steps.append(step)
     return steps

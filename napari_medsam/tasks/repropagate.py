@@ -9,7 +9,7 @@ Corrected slices are anchors and locked: never yielded.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterator, Mapping
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def repropagate(
     engine: Engine,
     volume_zyx,
     window: Window,
-    z: int,
+    changed_zs: int | Collection[int],
     corrected_masks: Mapping[int, np.ndarray],
     label: int,
     job_id: int,
@@ -35,7 +35,7 @@ def repropagate(
     spacing_zyx_mm=None,
     **propagate_options,
 ) -> Iterator[Progress | SliceMask | DirectionEnd]:
-    """Spread the correction of slice ``z`` as the policy plans it.
+    """Spread the corrections of slices ``changed_zs`` as the policy plans it.
 
     Parameters
     ----------
@@ -43,8 +43,8 @@ def repropagate(
     volume_zyx : array-like
         (Z, Y, X) image volume.
     window : IntensityWindow
-    z : int
-        The corrected slice (a key of ``corrected_masks``).
+    changed_zs : int or collection of int
+        The slices corrected since the last run (keys of ``corrected_masks``).
     corrected_masks : mapping of int to np.ndarray
         ``z -> (Y, X) bool`` mask of the object on every corrected slice.
     label, job_id : int
@@ -59,11 +59,10 @@ def repropagate(
         thresholds, mask prompt, negatives, ...).
     """
     masks = {int(k): np.asarray(v, bool) for k, v in corrected_masks.items()}
-    z = int(z)
-    if z not in masks:
-        raise ValueError(f"slice {z} is not a corrected slice of label {label}")
-    others = {k: v for k, v in masks.items() if k != z}
-    for step in plan_repropagation(z, masks, policy):
+    changed = {int(changed_zs)} if isinstance(changed_zs, int) else {int(z) for z in changed_zs}
+    if not changed <= set(masks):
+        raise ValueError(f"slices {sorted(changed - set(masks))} are not corrected slices of label {label}")
+    for step in plan_repropagation(changed, masks, policy):
         if step.kind == "fill":
             anchors = {step.start_z: masks[step.start_z], step.end_z: masks[step.end_z]}
             yield from fill_between(
@@ -71,6 +70,8 @@ def repropagate(
                 locked_zs=set(masks), refine=fill_refine, spacing_zyx_mm=spacing_zyx_mm,
             )  # fmt: skip
             continue
+        z = step.start_z
+        others = {k: v for k, v in masks.items() if k != z}
         yield from propagate(
             engine, volume_zyx, window, z, masks[z], label, job_id, cache_key_prefix,
             locked_zs=set(others), locked_masks=others, direction=step.direction,
