@@ -208,7 +208,7 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         if by_user:
             self.state.mark_corrected(label, z)
             self._last_corrected[label] = z
-            self.note_corrected(label, z)
+            self.note_corrected(label, z, float(result.score))
         self._changed()
         return True
 

@@ -27,10 +27,19 @@ class PropagationActions:
         self.propagation_job: int | None = None
         self._changed_zs: dict[int, set[int]] = {}  # label -> corrected since the last run
         self._ends: list[DirectionEnd] = []
+        self._scores: dict[tuple[int, int], float] = {}  # (label, z) -> a prompt's predicted IoU
 
-    def note_corrected(self, label: int, z: int) -> None:
-        """Slice ``z`` of ``label`` was corrected: the next Re-propagate spreads it."""
+    def note_corrected(self, label: int, z: int, score: float | None = None) -> None:
+        """Slice ``z`` of ``label`` was corrected (by a prompt whose result had ``score``,
+        or by hand: None): the next Re-propagate spreads it."""
         self._changed_zs.setdefault(int(label), set()).add(int(z))
+        if score is None:
+            self._scores.pop((int(label), int(z)), None)
+        else:
+            self._scores[(int(label), int(z))] = float(score)
+
+    def _seed_scores(self, label: int) -> dict[int, float]:
+        return {z: s for (lab, z), s in self._scores.items() if lab == label}
 
     def current_z(self) -> int:
         """The image slice the viewer shows."""
@@ -91,6 +100,7 @@ class PropagationActions:
             w.holder, w.image.data, w.current_window(), start_z, seed, label,
             w._volume_key(), locked_zs=set(locked_masks), locked_masks=locked_masks,
             clear_past_end=True, spacing_zyx_mm=self.spacing_zyx_mm(),
+            seed_score=self._seed_scores(label).get(start_z),
             negatives_from_zyx=np.array(self.labels.data) if others else None,  # a copy
             **self.controls.advanced.options(),
         )  # fmt: skip
@@ -108,7 +118,7 @@ class PropagationActions:
         task = repropagate_job(
             w.holder, w.image.data, w.current_window(), sorted(changed), masks, label,
             w._volume_key(), policy=advanced.policy(), fill_refine=advanced.fill_refine(),
-            spacing_zyx_mm=self.spacing_zyx_mm(),
+            spacing_zyx_mm=self.spacing_zyx_mm(), seed_scores=self._seed_scores(label),
             negatives_from_zyx=np.array(self.labels.data) if others else None,
             **advanced.options(),
         )  # fmt: skip

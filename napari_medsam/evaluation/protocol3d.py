@@ -176,9 +176,11 @@ def evaluate_object(
     pred[z0], seed_score = segment(z0, SlicePrompt(box_yxyx=box_yxyx))
     box_seconds = time.perf_counter() - t0
     locked = {z0: pred[z0].copy()}  # the box slice was prompted by the user
+    scores = {z0: seed_score}
     first_s, first_n, ends = _apply(pred, propagate(
         engine, volume_zyx, window, z0, pred[z0], label, 0, cache_key_prefix,
-        spacing_zyx_mm=spacing, seed_score=seed_score, **kwargs,
+        spacing_zyx_mm=spacing, seed_score=seed_score, start_logits_lowres=logits.get(z0),
+        **kwargs,
     ))  # fmt: skip
     prop_s = first_s
     reached = int(np.count_nonzero(pred.any(axis=(1, 2))))
@@ -201,11 +203,11 @@ def evaluate_object(
             box_yxyx=correction_box(pred, z, z0, points[point_labels == 1]),
             prev_logits_lowres=logits.get(z),
         )
-        pred[z], _ = segment(z, prompt)
+        pred[z], scores[z] = segment(z, prompt)
         locked[z] = pred[z].copy()
         s, _, _ = _apply(pred, repropagate(
             engine, volume_zyx, window, z, locked, label, 0, cache_key_prefix, policy,
-            spacing_zyx_mm=spacing, **kwargs,
+            spacing_zyx_mm=spacing, seed_scores=scores, **kwargs,
         ))  # fmt: skip
         prop_s += s
         dices.append(dice3d(pred, gt))

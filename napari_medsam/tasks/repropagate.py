@@ -33,6 +33,7 @@ def repropagate(
     policy: RepropagationPolicy = DEFAULT_POLICY,
     fill_refine: str = DEFAULT_REFINE,
     spacing_zyx_mm=None,
+    seed_scores: Mapping[int, float] | None = None,
     **propagate_options,
 ) -> Iterator[Progress | SliceMask | DirectionEnd]:
     """Spread the corrections of slices ``changed_zs`` as the policy plans it.
@@ -54,6 +55,9 @@ def repropagate(
         ``refine`` of :func:`~napari_medsam.tasks.fill.fill_between`.
     spacing_zyx_mm : sequence of 3 float, optional
         For the stop rule's scaling and the fill's distance maps.
+    seed_scores : mapping of int to float, optional
+        The model's predicted IoU on corrected slices it segmented (for the stop
+        rule's score floor relative to the seed); slices without one: unknown.
     **propagate_options
         Passed to :func:`~napari_medsam.tasks.propagate.propagate` (stop rule,
         thresholds, mask prompt, negatives, ...).
@@ -76,7 +80,8 @@ def repropagate(
             engine, volume_zyx, window, z, masks[z], label, job_id, cache_key_prefix,
             locked_zs=set(others), locked_masks=others, direction=step.direction,
             stop_at_locked=True, clear_past_end=step.clear_past_end,
-            spacing_zyx_mm=spacing_zyx_mm, **propagate_options,
+            spacing_zyx_mm=spacing_zyx_mm, seed_score=(seed_scores or {}).get(z),
+            **propagate_options,
         )  # fmt: skip
 
 
