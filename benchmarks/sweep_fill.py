@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from propagation_cases import THICK_MM, cached_engine, load_case, parse_cases  # noqa: E402
 
 from napari_medsam._cli.eval import set_threads  # noqa: E402
-from napari_medsam._cli.segment import propagate_seeds  # noqa: E402
 from napari_medsam.evaluation.boxes import loose_box, loose_box_settings  # noqa: E402
 from napari_medsam.evaluation.protocol3d import dice3d  # noqa: E402
 from napari_medsam.tasks.fill import REFINES, fill_between  # noqa: E402
+from napari_medsam.tasks.propagate import propagate  # noqa: E402
 from napari_medsam.tasks.segment import slice_key, windowed_slice  # noqa: E402
 from napari_medsam.types import SliceMask, SlicePrompt  # noqa: E402
 
@@ -102,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             for refine in REFINES:
                 filled = _filled(engine, image_zyx, window, anchors, refine, key_prefix, spacing)
                 dices.append(between_dice(filled, gt, a, b))
-            propagated = propagate_seeds(engine, image_zyx, window, anchors, label, gaps="propagate",
-                                         spacing_zyx_mm=spacing)
+            propagated = _propagated_between(engine, image_zyx, window, anchors, key_prefix, spacing)
             dices.append(between_dice(propagated, gt, a, b))
             rows.append((case.name, label, spacing[0], a, b, dices))
             print(f"{case.name} label {label} slices {a},{b}: "
@@ -121,6 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         if sel:
             print(f"{'mean ' + group:30s}" + "".join(f"{d:15.3f}" for d in np.mean(sel, axis=0)))
     return 0
+
+
+def _propagated_between(engine, image_zyx, window, anchors, key_prefix, spacing) -> dict:
+    """Propagation inwards from both boxed slices, each slice from the nearer one (the lower
+    on a tie), as ``segment --propagate --between propagate`` paints the gap."""
+    (a, mask_a), (b, mask_b) = sorted(anchors.items())
+    nearest: dict[int, tuple[int, np.ndarray]] = {}
+    for z0, mask, direction in ((a, mask_a, "up"), (b, mask_b, "down")):
+        for m in propagate(engine, image_zyx, window, z0, mask, 1, 0, key_prefix,
+                           locked_zs={a, b}, locked_masks=anchors, stop_at_locked=True,
+                           direction=direction, spacing_zyx_mm=spacing):  # fmt: skip
+            if isinstance(m, SliceMask) and (m.z not in nearest or abs(m.z - z0) < nearest[m.z][0]):
+                nearest[m.z] = (abs(m.z - z0), m.mask_yx)
+    return {z: mask for z, (_, mask) in nearest.items()}
 
 
 def _filled(engine, image_zyx, window, anchors, refine, key_prefix, spacing) -> dict:

@@ -84,14 +84,16 @@ def test_fill_needs_two_slices_and_the_advanced_fold_sets_the_options(make_napar
     adv.gaps_combo.setCurrentText("keep")
     assert adv.options() == {"stop_score": 0.5, "stop_overlap": 0.3, "mask_prompt": "binary"}
     assert adv.policy().gaps == "keep"
-    # the user's floors reach the run: a 0.95 overlap floor stops both directions at once
-    adv.stop_overlap_spin.setValue(0.95)
+    # the user's floors reach the run: a score floor above the fake's 0.9 stops both directions
+    adv.stop_score_spin.setValue(0.95)
     adv.mask_prompt_combo.setCurrentText("none")
     _segment_liver(qtbot, viewer, widget, image, truth)
     s3.propagate(start_z=SEED_Z)
     _wait_idle(qtbot, widget)
     assert {int(z) for z in np.nonzero((widget.labels.data == LIVER).any(axis=(1, 2)))[0]} == {SEED_Z}
-    assert "< 0.95" in s3.controls.stop_label.text()
+    assert s3.controls.stop_label.text() == (
+        "label 1: stopped above slice 9: score 0.90 < 0.95; stopped below slice 7: score 0.90 < 0.95"
+    )
 
 
 @pytest.mark.parametrize("key", ["Shift-P"])

@@ -42,6 +42,9 @@ def add_3d_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stop-overlap", type=_unit("--stop-overlap"), default=None,
                        metavar="IOU", help="... or below this IoU with the previous slice "
                        "(default: fitted to spacing and object size)")  # fmt: skip
+    group.add_argument("--mask-prompt", choices=("none", "logits", "binary"), default=None,
+                       help="the previous slice's mask as the model's dense prompt during "
+                            "propagation (default: the model's own choice)")  # fmt: skip
     group.add_argument("--between", choices=("fill", "propagate", "keep"), default=None,
                        help="after a click, the slices between corrected slices are filled, "
                             "propagated or kept (default: the app's policy)")  # fmt: skip
@@ -96,7 +99,7 @@ def run_3d(args: argparse.Namespace) -> int:
     between = getattr(args, "between", None)
     policy = RepropagationPolicy(between or DEFAULT_POLICY.gaps, DEFAULT_POLICY.clear_past_end)
     overrides = {
-        k: getattr(args, k, None) for k in ("stop_score", "stop_overlap")
+        k: getattr(args, k, None) for k in ("stop_score", "stop_overlap", "mask_prompt")
         if getattr(args, k, None) is not None
     }  # fmt: skip
     box_kind, box_seed = getattr(args, "box_kind", "loose"), int(getattr(args, "box_seed", 0))

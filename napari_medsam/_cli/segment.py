@@ -125,6 +125,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="with --propagate: stop where the IoU with the previous slice's mask "
                              "falls below this (default: fitted to the slice spacing and the "
                              "object's size; 0 = off)")  # fmt: skip
+    parser.add_argument("--mask-prompt", choices=("none", "logits", "binary"), default=None,
+                        help="with --propagate: the previous slice's mask as the model's dense "
+                             "prompt besides its box (default: the model's own choice)")  # fmt: skip
     parser.add_argument("--between", choices=("fill", "propagate", "keep"), default=None,
                         help="with --propagate and boxes on several slices: fill the slices "
                              "between them (interpolation refined by the model), propagate "
@@ -217,6 +220,7 @@ def propagate_seeds(
     label: int,
     gaps: str | None = None,
     ends: list | None = None,
+    seed_scores: dict[int, float] | None = None,
     **propagate_options,
 ) -> dict[int, np.ndarray]:
     """Propagate one object from the masks of its prompted slices, headless.
@@ -242,6 +246,9 @@ def propagate_seeds(
         Default: the app's (``DEFAULT_POLICY.gaps``).
     ends : list, optional
         Receives the :class:`~napari_medsam.types.DirectionEnd` of every direction run.
+    seed_scores : dict, optional
+        z -> the model's predicted IoU on a prompted slice (for the stop rule's
+        score floor relative to the seed).
     **propagate_options
         For :func:`~napari_medsam.tasks.propagate.propagate` (``stop_score``,
         ``stop_overlap``, ``slab_depth``, ``negatives_from_zyx``, ``spacing_zyx_mm``, ...).
@@ -268,7 +275,8 @@ def propagate_seeds(
         items = propagate(
             engine, volume_zyx, window, z0, locked[z0], label, job_id=0,
             cache_key_prefix="segment-cli", locked_zs=set(locked), locked_masks=locked,
-            stop_at_locked=True, direction=direction, **propagate_options,
+            stop_at_locked=True, direction=direction,
+            seed_score=(seed_scores or {}).get(z0), **propagate_options,
         )  # fmt: skip
         for item in items:
             if isinstance(item, DirectionEnd) and ends is not None:
@@ -313,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = np.uint8 if args.label < 256 else np.uint16
     labels_zyx = np.zeros(volume.data_zyx.shape, dtype=dtype)
     seeds: dict[int, np.ndarray] = {}
+    scores: dict[int, float] = {}
     for z in sorted(prompts):
         p = prompts[z]
         points = np.array(p["points_yx"], np.float32).reshape(-1, 2)
@@ -333,14 +342,16 @@ def run(args: argparse.Namespace) -> int:
             pred = engine.predict(image_yx, prompt, cache_key=z)
             labels_zyx[z][pred.mask_yx] = args.label
             seeds[z] = seeds.get(z, np.zeros(image_yx.shape, bool)) | np.asarray(pred.mask_yx, bool)
+            scores[z] = min(scores.get(z, 1.0), float(pred.score))
             print(f"slice {z}: {int(pred.mask_yx.sum())} voxels, predicted IoU {pred.score:.3f}")
     if getattr(args, "propagate", False):
         ends: list = []
         masks = propagate_seeds(
             engine, volume.data_zyx, window, seeds, args.label,
-            gaps=getattr(args, "between", None), ends=ends,
+            gaps=getattr(args, "between", None), ends=ends, seed_scores=scores,
             stop_score=args.stop_score, stop_overlap=getattr(args, "stop_overlap", None),
             slab_depth=getattr(args, "slab_depth", None), negatives_from_zyx=others_zyx,
+            mask_prompt=getattr(args, "mask_prompt", None),
             spacing_zyx_mm=tuple(float(v) for v in volume.spacing_zyx_mm),
         )  # fmt: skip
         for z, mask in masks.items():
