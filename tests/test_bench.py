@@ -89,7 +89,7 @@ def small_volume(monkeypatch):
 
 
 def test_bench_cli_without_gui_writes_json(small_volume, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench_cli, "_load_engine", lambda checkpoint, device: CountingEngine())
+    monkeypatch.setattr(bench_cli, "_load_engine", lambda checkpoint, device, **_: CountingEngine())
     out = tmp_path / "bench.json"
     argv = ["bench", "--device", "cpu", "--repeats", "2", "--batch", "2", "--no-gui"]
     assert cli.main(argv + ["--json", str(out)]) == 0

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_medsam._cli.backend_args import add_backend_args, engine_options
+
 WIDGET = ("napari-medsam", "MedSAM segmentation")
 TICK_MS = 5
 
@@ -36,6 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "Each figure: median of --repeats runs after a warm-up, with min and max.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps")
+    add_backend_args(parser)
     parser.add_argument(
         "--checkpoint", default=None, help="model checkpoint (default: bundled LiteMedSAM)"
     )
@@ -51,11 +54,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _load_engine(checkpoint: str | None, device: str):
-    """The app's engine loader (tests replace this function)."""
+def _load_engine(checkpoint: str | None, device: str, **options):
+    """The app's engine loader (tests replace this function); ``options`` as in load_engine."""
     from napari_medsam.model.engine import load_engine
 
-    return load_engine(checkpoint=checkpoint, device=device)
+    return load_engine(checkpoint=checkpoint, device=device, **options)
 
 
 def _test_volume():
@@ -211,12 +214,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--repeats and --batch must be >= 1, --stall-runs >= 0")
     set_threads(args.threads)
     t0 = time.perf_counter()
-    engine = _load_engine(args.checkpoint, args.device)
+    engine = _load_engine(args.checkpoint, args.device, **engine_options(args))
     load_s = time.perf_counter() - t0
     phantom, window = _test_volume()
     device = str(getattr(engine, "device", args.device))
     print(
-        f"napari-medsam {__version__} bench: {engine.name} on {device} (loaded in {load_s:.1f} s)"
+        f"napari-medsam {__version__} bench: {engine.name} on {device}, encoder "
+        f"{getattr(engine, 'backend', 'torch')} (loaded in {load_s:.1f} s)"
     )
     print(
         f"input: synthetic CT {phantom.image_zyx.shape} zyx, window [{window.lo:g}, {window.hi:g}]"
@@ -245,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 "device": device,
                 "checkpoint": args.checkpoint,
                 "engine": engine.name,
+                "backend": getattr(engine, "backend", None),
                 "repeats": args.repeats,
                 "warmup": 1,
                 "batch": args.batch,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_medsam.model.backends import make_encoder_backend
 from napari_medsam.model.checkpoints import (
     CheckpointError,
     config_for_state_dict,
@@ -51,6 +52,14 @@ class SamEngine:
         embedding is 4 MiB). 0 disables caching.
     name : str, optional
         Shown to the user; defaults to ``config.name``.
+    backend : str
+        Image-encoder backend: ``auto`` (OpenVINO on a CPU when installed, else
+        torch), ``torch`` or ``openvino``; see :mod:`napari_medsam.model.backends`.
+    precision : str
+        ``auto`` (bf16 where the CPU has it), ``bf16`` or ``fp32``; OpenVINO only.
+    background : bool
+        Convert the encoder for OpenVINO on a background thread (torch answers
+        until it is ready) instead of in the first request.
 
     Notes
     -----
@@ -71,9 +80,20 @@ class SamEngine:
         device: str | torch.device = "auto",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         name: str | None = None,
+        backend: str = "auto",
+        precision: str = "auto",
+        background: bool = True,
     ) -> None:
         self.device = choose_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # eval after the weights: TinyViT caches biases
+        self.encoder_backend = make_encoder_backend(
+            self.model.image_encoder,
+            self.device,
+            config.input_spec.side,
+            backend,
+            precision,
+            background=background,
+        )
         self.config = config
         self.spec = config.input_spec
         self.name = name or config.name
@@ -85,6 +105,12 @@ class SamEngine:
     def lowres_side(self) -> int:
         """Side of the low-res logits and of ``mask_input`` (256 for released models)."""
         return int(self.model.prompt_encoder.mask_input_size[0])
+
+    @property
+    def backend(self) -> str:
+        """The image encoder's backend and precision, e.g. ``"openvino bf16"``."""
+        impl = self.encoder_backend
+        return f"{impl.backend} {impl.precision}"
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses, entries and bytes of the embedding cache."""
@@ -98,7 +124,7 @@ class SamEngine:
     def _encode(self, images_yx: Sequence[np.ndarray]) -> torch.Tensor:
         batch = preprocess_slices(images_yx, self.spec, self.device)
         with self._lock:
-            return self.model.image_encoder(batch)
+            return self.encoder_backend(batch)
 
     def _embedding(self, image_yx: np.ndarray, cache_key: Hashable | None) -> torch.Tensor:
         hw = tuple(image_yx.shape)
@@ -219,6 +245,9 @@ def load_engine(
     checkpoint: str | Path | None = None,
     device: str | torch.device = "auto",
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    backend: str = "auto",
+    precision: str = "auto",
+    background: bool = True,
 ):
     """Build an engine from the bundled LiteMedSAM or a checkpoint file.
 
@@ -232,6 +261,8 @@ def load_engine(
         See :func:`choose_device`.
     cache_bytes : int
         Bound of the embedding cache.
+    backend, precision, background
+        The image encoder's backend; see :class:`SamEngine`.
 
     Returns
     -------
@@ -256,15 +287,24 @@ def load_engine(
         path = Path(checkpoint).expanduser()
         state = read_state_dict(path)
         if detect_kind(state) == "medsa":
-            return _load_medsa(state, dev, cache_bytes, path)
+            options = {"backend": backend, "precision": precision, "background": background}
+            return _load_medsa(state, dev, cache_bytes, path, options)
         config = config_for_state_dict(state)
     model = build_model(config)
     load_state_strict(model, state, path.name)
     logger.info("loaded %s from %s on %s", config.name, path, dev)
-    return SamEngine(model, config, device=dev, cache_bytes=cache_bytes)
+    return SamEngine(
+        model,
+        config,
+        device=dev,
+        cache_bytes=cache_bytes,
+        backend=backend,
+        precision=precision,
+        background=background,
+    )
 
 
-def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path):
+def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path, options: dict):
     try:
         from napari_medsam.model import medsa
     except ImportError:
@@ -274,4 +314,4 @@ def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path)
     loader = getattr(medsa, "load_medsa_engine", None)
     if loader is None:
         raise CheckpointError(f"{path.name}: Med-SA checkpoints cannot be loaded by this version")
-    return loader(state, device=device, cache_bytes=cache_bytes)
+    return loader(state, device=device, cache_bytes=cache_bytes, **options)

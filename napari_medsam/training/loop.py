@@ -266,7 +266,14 @@ def _finetune(config, volumes, progress, info) -> dict:
     t_embed = time.perf_counter()
     n_embedded = 0
     if config.parts == "decoder":
-        n_embedded = cache_embeddings(model, data, info.device, progress=progress and info.is_main)
+        n_embedded = cache_embeddings(
+            model,
+            data,
+            info.device,
+            progress=progress and info.is_main,
+            backend=config.backend,
+            precision=config.precision,
+        )
     t_embed = time.perf_counter() - t_embed
     medsa_train_mode(model)
     raw = PromptedMedSA(model, from_embeddings=data.embedded)
@@ -332,7 +339,14 @@ def _finetune(config, volumes, progress, info) -> dict:
     if config.parts == "decoder" and val_cases and info.is_main:
         from napari_medsam.model.medsa.engine import MedSAEngine
 
-        val_engine = MedSAEngine(model, device=info.device, cache_bytes=1 << 30)
+        val_engine = MedSAEngine(
+            model,
+            device=info.device,
+            cache_bytes=1 << 30,
+            backend=config.backend,
+            precision=config.precision,
+            background=False,
+        )
 
     def validate() -> dict | None:
         if not val_cases:
