@@ -15,7 +15,14 @@ def _layers(n_clicks: int):
         [rng.integers(0, 12, n_clicks), rng.uniform(0, 40, n_clicks), rng.uniform(0, 50, n_clicks)]
     )
     world = np.array([image.data_to_world(p) for p in data_zyx])
-    clicks = Points(ndim=3, scale=(2.0, 0.35, 0.4), translate=(-3, 1, 0), rotate=5.0)
+    clicks = Points(
+        ndim=3,
+        scale=(2.0, 0.35, 0.4),
+        translate=(-3, 1, 0),
+        rotate=5.0,
+        features={"positive": np.zeros(0, bool)},
+        feature_defaults={"positive": True},
+    )
     clicks.add(np.array([clicks.world_to_data(p) for p in world]))
     return image, clicks, data_zyx
 

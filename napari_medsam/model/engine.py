@@ -8,6 +8,7 @@ from the bundled LiteMedSAM weights or a checkpoint file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Hashable, Sequence
@@ -30,7 +31,7 @@ from napari_medsam.model.embedding_cache import DEFAULT_CACHE_BYTES, CacheInfo, 
 from napari_medsam.model.preprocess import preprocess_slices
 from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
 from napari_medsam.model.registry import LITEMEDSAM, ModelConfig, build_model
-from napari_medsam.prompts.geometry import lowres_logits_to_slice
+from napari_medsam.prompts.lowres_mask import lowres_logits_to_mask
 from napari_medsam.types import SlicePrediction, SlicePrompt
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class SamEngine:
             precision,
             background=background,
         )
+        fast = self.encoder_backend.backend != "torch" and self.device.type == "cpu"
+        self.decoder_precision = self.encoder_backend.precision if fast else "fp32"
         self.config = config
         self.spec = config.input_spec
         self.name = name or config.name
@@ -105,6 +108,15 @@ class SamEngine:
     def lowres_side(self) -> int:
         """Side of the low-res logits and of ``mask_input`` (256 for released models)."""
         return int(self.model.prompt_encoder.mask_input_size[0])
+
+    def _decoder_autocast(self):
+        """bf16 autocast for prompt encoder + decoder on a bf16 CPU with the fast backend.
+
+        The torch backend stays the fp32 reference end to end.
+        """
+        if self.decoder_precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @property
     def backend(self) -> str:
@@ -216,7 +228,7 @@ class SamEngine:
         )
 
         embedding = self._embedding(image, cache_key)
-        with torch.inference_mode(), self._lock:
+        with torch.inference_mode(), self._lock, self._decoder_autocast():
             # With no box, SAM's prompt encoder appends its padding point itself.
             sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
             lowres, iou = self.model.mask_decoder(
@@ -229,7 +241,7 @@ class SamEngine:
         best = int(torch.argmax(iou[0])) if multimask else 0
         logits = lowres[0, best].float().cpu().numpy().copy()
         score = float(iou[0, best])
-        mask_yx = lowres_logits_to_slice(logits, hw, side, self.spec.resize) > 0
+        mask_yx = lowres_logits_to_mask(logits, hw, side, self.spec.resize)  # only where it can be
         return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
 
 

@@ -55,7 +55,7 @@ def _parts(model_or_engine) -> tuple[nn.Module, torch.device, int]:
     if isinstance(model, nn.Module) and hasattr(model, "image_encoder"):  # an engine
         return model.image_encoder, torch.device(device), int(obj.image_size)
     if not isinstance(obj, nn.Module):
-        raise TypeError(f"expected an engine, a SAM-like model or an image encoder, got {type(obj)}")
+        raise TypeError(f"expected an engine, a SAM-like model or an encoder, got {type(obj)}")
     encoder = obj.image_encoder if hasattr(obj, "image_encoder") else obj
     side = getattr(encoder, "img_size", None)
     if side is None:

@@ -217,6 +217,11 @@ class OpenVINOEncoder:
                     target=self._prepare, args=(signature,), daemon=True, name="medsam-ov-convert"
                 )
                 self._pending[signature] = thread
+                logger.info(
+                    "preparing the OpenVINO image encoder for %s in the background "
+                    "(a first conversion takes tens of seconds; torch answers meanwhile)",
+                    signature,
+                )
                 thread.start()
                 return False
         if not wait:

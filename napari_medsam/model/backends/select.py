@@ -103,7 +103,9 @@ def resolve_backend(backend: str | None, device="cpu") -> str:
                 f"backend 'openvino' runs on the CPU; the engine is on {device} (use --device cpu)"
             )
         if not openvino_available():
-            raise BackendError(f"backend 'openvino' requested but OpenVINO is not installed: {INSTALL_HINT}")
+            raise BackendError(
+                f"backend 'openvino' requested but OpenVINO is not installed: {INSTALL_HINT}"
+            )
     return name
 
 
@@ -127,7 +129,7 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str | None) -> str:
-    """``"bf16"`` or ``"fp32"`` for a request (``auto`` / None: ``$NAPARI_MEDSAM_PRECISION`` when set).
+    """``"bf16"`` or ``"fp32"`` for a request (``auto``, None: ``$NAPARI_MEDSAM_PRECISION``).
 
     Raises
     ------
