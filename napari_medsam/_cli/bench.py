@@ -281,9 +281,12 @@ def run(args: argparse.Namespace) -> int:
     from napari_medsam import __version__
     from napari_medsam._cli.eval import set_threads
     from napari_medsam.evaluation.benchmark import peak_memory
+    from napari_medsam.io.atomic import atomic_write_text, check_output_path
 
     if args.repeats < 1 or args.batch < 1 or args.stall_runs < 0 or args.many_clicks < 0:
         raise ValueError("--repeats and --batch must be >= 1, --stall-runs and --many-clicks >= 0")
+    if args.json_path:  # before the minutes of benchmarking
+        check_output_path(args.json_path, "--json", [args.checkpoint], (".json",))
     set_threads(args.threads)
     if len(args.backend) > 1:
         from napari_medsam._cli.bench_compare import run_compare
@@ -357,6 +360,6 @@ def run(args: argparse.Namespace) -> int:
             "figures": figures,
             "gui": gui_note or "measured",
         }
-        Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.json_path, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json_path}")
     return 0

@@ -99,8 +99,8 @@ def run_compare(args) -> int:
             "backends": reports,
             "speedup_vs_reference": ratios,
         }
-        tmp_path = Path(str(args.json_path) + ".tmp")
-        tmp_path.write_text(json.dumps(report, indent=2) + "\n")
-        tmp_path.replace(args.json_path)
+        from napari_medsam.io.atomic import atomic_write_text
+
+        atomic_write_text(args.json_path, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json_path}")
     return 0

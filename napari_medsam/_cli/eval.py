@@ -21,9 +21,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Evaluate the engine on every object slice of a labelled NIfTI scan with the "
         "RITM/SimpleClick click simulator (NoC@85/90, Dice after 1/3/5 clicks, box Dice).",
     )
-    parser.add_argument("scan", help="the image (NIfTI)")
+    parser.add_argument("scan", help="the image (NIfTI, NRRD, MetaImage or DICOM folder)")
     parser.add_argument(
-        "labels_path", metavar="LABELS", help="the truth label volume (NIfTI, same grid)"
+        "labels_path", metavar="LABELS", help="the truth label volume (same grid; any format the scan may have)"
     )
     parser.add_argument(
         "--labels", default=None, help="comma-separated label ids (default: all present)"
@@ -173,18 +173,45 @@ def load_scan_and_labels(scan_path, labels_path):
     labels_zyx : np.ndarray
         (Z, Y, X) integer label ids (float label files are rounded).
     """
-    from napari_medsam.io.nifti import load_nifti
+    from napari_medsam.io.volumes import load_volume
 
-    scan = load_nifti(scan_path)
+    scan = load_volume(scan_path)
     image_zyx = np.asarray(scan.data_zyx)
-    labels_zyx = np.asarray(load_nifti(labels_path).data_zyx)
-    if image_zyx.shape != labels_zyx.shape:
+    truth = load_volume(labels_path)
+    labels_zyx = np.asarray(truth.data_zyx)
+    if tuple(scan.file_shape) != tuple(truth.file_shape) or image_zyx.shape != labels_zyx.shape:
         raise ValueError(
-            f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"
+            f"scan {tuple(scan.file_shape)} and labels {tuple(truth.file_shape)} are not on the "
+            "same grid (file shapes differ)"
+        )
+    if not np.allclose(scan.affine_ras, truth.affine_ras, atol=1e-3):
+        # same shape, another placement (e.g. mirrored): the Dice would be meaningless
+        raise ValueError(
+            f"{Path(labels_path).name} is not on the scan's grid: its affine differs from the "
+            f"scan's (largest difference {np.abs(scan.affine_ras - truth.affine_ras).max():.3g})"
         )
     if not np.issubdtype(labels_zyx.dtype, np.integer):
         labels_zyx = np.rint(labels_zyx).astype(np.int32)
     return scan, image_zyx, labels_zyx
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse ``--json`` / ``--plot`` paths that are inputs or cannot be written, before any work."""
+    from napari_medsam.io.atomic import check_output_path
+
+    inputs = [args.scan, args.labels_path, args.checkpoint, *_classes_json(args.labels_path)]
+    outputs = [(getattr(args, "json_path", None), "--json", (".json",))]
+    outputs.append((getattr(args, "plot_path", None), "--plot", (".png", ".pdf", ".svg")))
+    seen = []
+    for path, what, suffixes in outputs:
+        if path:
+            check_output_path(path, what, [*inputs, *seen], suffixes)
+            seen.append(path)
+
+
+def _classes_json(labels_path) -> list[Path]:
+    candidate = Path(labels_path).with_name("classes.json")
+    return [candidate] if candidate.is_file() else []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_clicks < 1:
         raise ValueError("--max-clicks must be at least 1")
+    check_outputs(args)
     if args.plot_path and importlib.util.find_spec("matplotlib") is None:
         print(
             "napari-medsam eval: --plot needs matplotlib: pip install 'napari-medsam[plot]'",

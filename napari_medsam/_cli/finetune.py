@@ -117,6 +117,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_medsam.io.atomic import check_output_path
     from napari_medsam.training.config import FinetuneConfig, PromptSimConfig
     from napari_medsam.training.loop import finetune
 
@@ -148,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         precision=args.precision,
     )
+    # before any training: never write over an input, and fail now rather than after hours
+    inputs = [p for pair in config.data for p in pair] + [config.backbone_checkpoint]
+    out = check_output_path(config.out, "--out", inputs)
+    check_output_path(config.state_path, "--out (its .state.pt)", [*inputs, out])
+    check_output_path(str(config.out) + ".history.json", "--out (its .history.json)", inputs)
     history = finetune(config, progress=not args.no_progress)
     if history.get("epochs"):  # rank 0 only
         last = history["epochs"][-1]

@@ -31,6 +31,7 @@ from napari_medsam.model.embedding_cache import DEFAULT_CACHE_BYTES, CacheInfo, 
 from napari_medsam.model.preprocess import preprocess_slices
 from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
 from napari_medsam.model.registry import LITEMEDSAM, ModelConfig, build_model
+from napari_medsam.model.sanity import check_engine_forward
 from napari_medsam.prompts.lowres_mask import lowres_logits_to_mask
 from napari_medsam.types import SlicePrediction, SlicePrompt
 
@@ -300,12 +301,14 @@ def load_engine(
         state = read_state_dict(path)
         if detect_kind(state) == "medsa":
             options = {"backend": backend, "precision": precision, "background": background}
-            return _load_medsa(state, dev, cache_bytes, path, options)
+            engine = _load_medsa(state, dev, cache_bytes, path, options)
+            check_engine_forward(engine, path.name)
+            return engine
         config = config_for_state_dict(state)
     model = build_model(config)
     load_state_strict(model, state, path.name)
     logger.info("loaded %s from %s on %s", config.name, path, dev)
-    return SamEngine(
+    engine = SamEngine(
         model,
         config,
         device=dev,
@@ -314,6 +317,8 @@ def load_engine(
         precision=precision,
         background=background,
     )
+    check_engine_forward(engine, path.name)  # finite logits on a tiny slice, or refused
+    return engine
 
 
 def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path, options: dict):
