@@ -55,7 +55,7 @@ def test_openvino_requested_without_runtime_is_one_clear_error(no_openvino):
 def test_engine_without_runtime_runs_on_torch(no_openvino):
     torch.manual_seed(0)
     engine = SamEngine(build_model(TINY_SAM), TINY_SAM, device="cpu", backend="auto")
-    assert engine.backend == "torch fp32"
+    assert engine.backend == "torch fp32" and engine.decoder_precision == "fp32"  # the reference
     engine.embed(np.random.default_rng(0).random((40, 50), dtype=np.float32), ("k", 0))
     assert engine.cache_info().entries == 1
     encode = make_image_encoder(engine)
