@@ -67,6 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", dest="json_path", default=None, metavar="OUT.json")
     parser.add_argument("--plot", dest="plot_path", default=None, metavar="OUT.png")
+    from napari_medsam._cli.eval3d import add_3d_arguments
+
+    add_3d_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -196,7 +199,7 @@ def load_scan_and_labels(scan_path, labels_path):
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse ``--json`` / ``--plot`` paths that are inputs or cannot be written, before any work."""
+    """Refuse ``--json`` / ``--plot`` paths that are inputs or not writable, before any work."""
     from napari_medsam.io.atomic import check_output_path
 
     inputs = [args.scan, args.labels_path, args.checkpoint, *_classes_json(args.labels_path)]
