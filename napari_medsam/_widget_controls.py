@@ -92,6 +92,11 @@ class Controls(QWidget):
         )
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(["auto", "torch", "openvino"])
+        self.backend_combo.setToolTip(
+            "Image encoder: auto = OpenVINO on a CPU when installed (3-5x faster), else torch"
+        )
         self.model_label = QLabel("LiteMedSAM (bundled)")
         self.model_label.setWordWrap(True)
         self.load_button = QPushButton("Load checkpoint…")
@@ -136,11 +141,12 @@ class Controls(QWidget):
         advanced_form = QFormLayout(advanced)
         advanced_form.setContentsMargins(0, 0, 0, 0)
         advanced_form.addRow("Device", self.device_combo)
+        advanced_form.addRow("Encoder", self.backend_combo)
         advanced_form.addRow("", self.load_button)
         advanced_form.addRow(self.others_negative_check)
         advanced_form.addRow(self.embed_button)
         self.advanced_fold = Fold(
-            "Advanced: device, checkpoint, negatives", advanced,
+            "Advanced: device, encoder, checkpoint, negatives", advanced,
             tooltip="Device, other model checkpoints, other objects as negatives, embeddings",
         )  # fmt: skip
         layout = QVBoxLayout(self)

@@ -54,7 +54,7 @@ def test_dock_preloads_and_says_ready(make_napari_viewer, phantom, qtbot, monkey
     release = threading.Event()
     loads = []
 
-    def slow_loader(checkpoint, device):
+    def slow_loader(checkpoint, device, backend="auto"):
         loads.append((checkpoint, device))
         release.wait(10)
         engine = FakeEngine(truth_zyx=phantom.labels_zyx)
