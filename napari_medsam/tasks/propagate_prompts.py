@@ -50,9 +50,8 @@ def mask_prompt_frame(engine) -> tuple[int, int, str] | None:
 
 #: Measured mask prompt per engine name (``benchmarks/sweep_propagation.py``), for
 #: engines that do not declare ``propagation_mask_prompt`` themselves. The bundled
-#: LiteMedSAM is not listed: box only is its default until the 3 mm organs are
-#: re-measured with ``logits`` (best on the thick scans, see
-#: :mod:`napari_medsam.tasks.stop_rules`).
+#: LiteMedSAM is not listed: box only is its best (``logits`` helps its thick scans
+#: but halves its 3 mm organs' Dice; see :mod:`napari_medsam.tasks.stop_rules`).
 MEASURED_MASK_PROMPTS: dict[str, str] = {}
 
 
