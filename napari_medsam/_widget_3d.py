@@ -138,6 +138,7 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         if restored:
             self.prompt_layers.draw_saved(self.state, self.label)
         self.files.show_line = self.controls.session_label.setText  # autosave health, too
+        self.files.show_status = self.w._update_status
         self.files.show_line(self.files.line)
 
     def close(self) -> None:

@@ -64,6 +64,7 @@ class SessionFiles:
         self.path: str | None = None
         self.saver: Autosaver | None = None
         self.show_line: Callable[[str], None] = lambda text: None
+        self.show_status: Callable[[str], None] = lambda text: None  # the widget's status line
         self.line = "Session: not saved (no scan file)."
         self._relay = _HealthRelay(self)
         self._warned = False
@@ -112,9 +113,11 @@ class SessionFiles:
         self._set_line(health.line)
         if not health.ok and not self._warned:
             self._warned = True
+            self.show_status(f"autosave FAILED: {health.reason}")
             show_warning(f"MedSAM: the session is not being autosaved: {health.reason}")
         elif health.ok and self._warned:
             self._warned = False
+            self.show_status("autosave works again")
             show_info(f"MedSAM: autosave works again ({health.session_dir})")
 
     def autosave(self, labels_zyx: np.ndarray, state: SessionState) -> None:
@@ -123,7 +126,8 @@ class SessionFiles:
             return
         try:
             if self.saver is None:
-                self.saver = Autosaver(session_dir_for(self.path), on_health=self._relay.changed.emit)
+                on_health = self._relay.changed.emit  # from the saver thread, queued to the GUI
+                self.saver = Autosaver(session_dir_for(self.path), on_health=on_health)
                 if self.saver.set_aside_to is not None:
                     show_warning(
                         "MedSAM: a damaged saved session was found and kept in "

@@ -142,3 +142,21 @@ def test_output_path_problems_are_named(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda p, m: False)
     with pytest.raises(OutputPathError, match="not writable"):
         check_output_path(tmp_path / "r.json", "--json")
+
+
+def test_the_napari_writer_never_writes_labels_over_their_scan(tmp_path):
+    """File > Save of the labels layer onto the scan's own file name is refused."""
+    import nibabel as nib
+
+    from napari_medsam.io.napari_writer import write_labels
+    from napari_medsam.io.nifti import NiftiError, load_nifti
+
+    scan = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4)), scan)
+    before = scan.read_bytes()
+    volume = load_nifti(scan)
+    meta = {"metadata": volume.layer_metadata(), "name": "ct labels"}
+    with pytest.raises(NiftiError, match="refusing to overwrite"):
+        write_labels(str(scan), np.ones(volume.data_zyx.shape, np.uint8), meta)
+    assert scan.read_bytes() == before
+    assert write_labels(str(tmp_path / "ok.nii.gz"), np.ones(volume.data_zyx.shape, np.uint8), meta)

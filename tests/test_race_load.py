@@ -8,6 +8,7 @@ one exactly), bounded memory, a flat per-click cost on the GUI thread, and no er
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import tracemalloc
@@ -21,7 +22,7 @@ from napari_medsam import _widget_3d_controls
 
 WIDGET = ("napari-medsam", "MedSAM segmentation")
 SHAPE = (12, 48, 48)
-N_PROMPTS = 1000
+N_PROMPTS = int(os.environ.get("MEDSAM_RACE_PROMPTS", "1000"))  # fewer only to debug the test
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +99,8 @@ def test_a_thousand_rapid_prompts(make_napari_viewer, qtbot, where):
     # bounded memory: undo steps and queued results are sparse / dropped, not volumes
     assert grown < 150 * 2**20, f"{grown / 2**20:.0f} MiB"
     # per-click cost on the GUI thread stays flat over the flood
-    first, last = np.median(costs[:100]), np.median(costs[-100:])
+    window = min(100, N_PROMPTS // 3)
+    first, last = np.median(costs[:window]), np.median(costs[-window:])
     assert last < 3 * first + 0.005, (first, last)
 
 

@@ -90,6 +90,7 @@ def test_autosave_failure_is_shown_once_and_recovery_announced(
         widget.session3d.saver.flush(10)
     qtbot.waitUntil(lambda: "NOT autosaved" in line.text(), timeout=10000)
     assert "No space left on device" in line.text()
+    assert "autosave FAILED" in widget.controls.status_label.text()
     warnings = [t for kind, t in messages if kind == "warning"]
     assert len(warnings) == 1 and "not being autosaved" in warnings[0]  # once, not per change
     full["on"] = False
