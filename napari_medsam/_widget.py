@@ -367,7 +367,10 @@ class MedSamWidget(QWidget):
 
     def _update_status(self, message: str = "") -> None:
         text = self.holder.describe()
-        self.controls.status_label.setText(f"{text} · {message}" if message else text)
+        files = getattr(getattr(self, "session3d", None), "files", None)
+        warning = getattr(files, "status_warning", "")  # a failing autosave stays in view
+        parts = [p for p in (text, warning, message) if p]
+        self.controls.status_label.setText(" · ".join(parts))
 
     # ------------------------------------------------------------ objects
     def _on_label_changed(self, value: int) -> None:
