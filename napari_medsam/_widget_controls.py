@@ -83,6 +83,11 @@ class Controls(QWidget):
         )
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(["auto", "torch", "openvino"])
+        self.backend_combo.setToolTip(
+            "Image encoder: auto = OpenVINO on a CPU when installed (3-5x faster), else torch"
+        )
         self.model_label = QLabel("LiteMedSAM (bundled, loads on first use)")
         self.model_label.setWordWrap(True)
         self.load_button = QPushButton("Load checkpoint…")
@@ -121,6 +126,7 @@ class Controls(QWidget):
         form.addRow("Image", self.image_combo)
         form.addRow("Window", self.window_combo)
         form.addRow("Device", self.device_combo)
+        form.addRow("Encoder", self.backend_combo)
         form.addRow("Model", self.model_label)
         form.addRow("", self.load_button)
         form.addRow("Label id", self.label_spin)

@@ -19,6 +19,9 @@ import subprocess
 import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Engines made by tests use torch unless a test asks for a backend: an "auto" engine
+# would convert every tiny test model for OpenVINO. tests/test_backends*.py test the rest.
+os.environ.setdefault("NAPARI_MEDSAM_BACKEND", "torch")
 
 _XVFB: subprocess.Popen | None = None
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_medsam._cli.backend_args import add_backend_args, engine_options
 from napari_medsam.tasks.propagate import DEFAULT_STOP_SCORE
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="model checkpoint (default: bundled LiteMedSAM)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    add_backend_args(parser)
     parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",
                         help="intensity window (default: CT 40,400 or MR percentiles)")  # fmt: skip
     parser.add_argument("--propagate", action="store_true",
@@ -353,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
         if args.window is not None
         else auto_window(volume.data_zyx)
     )
-    engine = load_engine(args.checkpoint, device=args.device)
+    engine = load_engine(args.checkpoint, device=args.device, **engine_options(args))
     dtype = np.uint8 if args.label < 256 else np.uint16
     labels_zyx = np.zeros(volume.data_zyx.shape, dtype=dtype)
     seeds: dict[int, np.ndarray] = {}
