@@ -417,7 +417,10 @@ class MedSamWidget(QWidget):
         return "the current model" if engine is None else engine.name
 
     def _update_status(self, message: str = "") -> None:
-        self.controls.status_label.setText(wf.status_text(self.holder, message))
+        files = getattr(getattr(self, "session3d", None), "files", None)
+        warning = getattr(files, "status_warning", "")  # a failing autosave stays in view
+        text = wf.status_text(self.holder, message)
+        self.controls.status_label.setText(" · ".join(p for p in (text, warning) if p))
 
     # ------------------------------------------------------------ objects
     def _on_label_changed(self, value: int) -> None:

@@ -65,6 +65,7 @@ class SessionFiles:
         self.saver: Autosaver | None = None
         self.show_line: Callable[[str], None] = lambda text: None
         self.show_status: Callable[[str], None] = lambda text: None  # the widget's status line
+        self.status_warning = ""  # kept on the status line while the autosave fails
         self.line = "Session: not saved (no scan file)."
         self._relay = _HealthRelay(self)
         self._warned = False
@@ -113,10 +114,12 @@ class SessionFiles:
         self._set_line(health.line)
         if not health.ok and not self._warned:
             self._warned = True
-            self.show_status(f"autosave FAILED: {health.reason}")
+            self.status_warning = f"autosave FAILED: {health.reason}"
+            self.show_status("")
             show_warning(f"MedSAM: the session is not being autosaved: {health.reason}")
         elif health.ok and self._warned:
             self._warned = False
+            self.status_warning = ""
             self.show_status("autosave works again")
             show_info(f"MedSAM: autosave works again ({health.session_dir})")
 

@@ -96,6 +96,7 @@ def test_autosave_failure_is_shown_once_and_recovery_announced(
     full["on"] = False
     _box(qtbot, viewer, widget, 6)
     qtbot.waitUntil(lambda: "NOT autosaved" not in line.text(), timeout=10000)
+    assert "autosave FAILED" not in widget.controls.status_label.text()
     assert any(kind == "info" and "works again" in t for kind, t in messages)
 
 
