@@ -62,7 +62,7 @@ def _build(args) -> int:
     root = Path(args.data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"data root not found: {root}")
-    engine = load_engine(None, device="cpu")
+    engine = load_engine("litemedsam", device="cpu")
     store = builder.build_store(
         sources.volumes(args.split), root, args.store, training_encoder(engine, args.backend),
         capacity=args.capacity, seed=args.seed,
@@ -84,7 +84,7 @@ def _train(args) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     store = SliceStore(args.store)
-    engine = load_engine(None, device="cpu")
+    engine = load_engine("litemedsam", device="cpu")
     config = ClickConfig(hyp_adapter=not args.no_hyp_adapter, disk_maps=not args.no_disk_maps)
     decoder = new_or_warm_decoder(engine.model, config, args.warm_start)
     if decoder.config != config:

@@ -33,8 +33,8 @@ def heldout_cases(store, n: int = 48, seed: int = 7) -> list[Case]:
 
 
 @torch.no_grad()
-def click_curve(trainer, store, cases: list[Case], clicks: int = 5, batch: int = 8) -> list[float]:
-    """Mean IoU after each of ``clicks`` clicks over ``cases`` (fresh copies)."""
+def click_ious(trainer, store, cases: list[Case], clicks: int = 5, batch: int = 8) -> np.ndarray:
+    """(n_cases, clicks) IoU after each click, for fresh copies of ``cases``."""
     ious = np.zeros((len(cases), clicks))
     trainer.decoder.eval()
     for start in range(0, len(cases), batch):
@@ -54,4 +54,16 @@ def click_curve(trainer, store, cases: list[Case], clicks: int = 5, batch: int =
             rounds.feed_back(chunk, logits)
             prev = logits
     trainer.decoder.train()
-    return [round(float(v), 4) for v in ious.mean(0)]
+    return ious
+
+
+def click_curve(trainer, store, cases: list[Case], clicks: int = 5) -> list[float]:
+    """Mean IoU after each of ``clicks`` clicks (rounded, for the training log)."""
+    return [round(float(v), 4) for v in click_ious(trainer, store, cases, clicks).mean(0)]
+
+
+def noc(ious: np.ndarray, threshold: float) -> float:
+    """Mean number of clicks to reach ``threshold`` IoU; the cap for cases that never do."""
+    reached = ious >= threshold
+    first = np.where(reached.any(1), reached.argmax(1) + 1, ious.shape[1])
+    return float(first.mean())
