@@ -39,7 +39,7 @@ def _ct_file(tmp_path: Path, name="scan.nii.gz") -> Path:
         "scan.nii.gz.bak",
         "folder/",
         ["a.nii.gz", "b.tif"],
-        Path("scan.nrrd"),
+        Path("scan.tif"),
         object(),
     ],
 )
@@ -47,7 +47,9 @@ def test_get_reader_declines_non_nifti(path):
     assert napari_get_reader(path) is None
 
 
-@pytest.mark.parametrize("path", ["a.nii", "a.NII.GZ", Path("x/a.nii.gz"), ["a.nii.gz"]])
+@pytest.mark.parametrize(
+    "path", ["a.nii", "a.NII.GZ", Path("x/a.nii.gz"), ["a.nii.gz"], "a.nrrd", "b.MHA", "c.mhd"]
+)
 def test_get_reader_accepts_nifti_names(path):
     assert callable(napari_get_reader(path))
 
@@ -82,7 +84,12 @@ def test_reader_makes_labels_layer_from_name_or_few_values(tmp_path):
 def test_labels_heuristics():
     mr8 = (np.arange(4096) % 200).astype(np.uint8).reshape(16, 16, 16)
     assert not looks_like_labels(mr8, "ch2")  # 8-bit image, no name hint
-    assert looks_like_labels(mr8, "aal")  # atlas with many labels
+    atlas = np.repeat(np.repeat(mr8[:, :2, :2], 8, axis=1), 8, axis=2)  # flat regions
+    assert looks_like_labels(atlas, "aal")  # atlas with many labels
+    assert looks_like_labels(atlas, "ROI_map")  # piecewise constant without a name hint
+    # images named like labels (issue 12 item 8): their voxels vary from neighbour to neighbour
+    for name in ("brain_masked", "atlas_t1", "seg_t1", "t1_mask", "labels_ct"):
+        assert not looks_like_labels(mr8, name), name
     assert not looks_like_labels(mr8.astype(np.float32), "seg")  # floats are images
     assert not looks_like_labels(mr8.astype(np.int16) - 100, "mask")  # negatives
     assert looks_like_labels((mr8 > 100).astype(np.int16), "x")  # binary mask
@@ -138,6 +145,7 @@ def test_sample_data_saves_and_reopens_aligned(tmp_path):
     assert image_kwargs["scale"] == labels_kwargs["scale"] == (4.0, 1.0, 1.0)
     assert image_kwargs["contrast_limits"] == (-160.0, 240.0)
     assert labels_kwargs["metadata"]["label_names"][1] == "liver"
+    assert labels_kwargs["visible"] is False  # the scan opens unsegmented (issue 14 item 4)
     assert labels_kwargs["metadata"] is not image_kwargs["metadata"]
     out = tmp_path / "phantom_labels.nii.gz"
     write_labels(str(out), labels, labels_kwargs)

@@ -30,7 +30,7 @@ CT_FILES = {"lung1_image.nii.gz", "example_ct_sm.nii.gz", "example_ct.nii.gz"}
 
 
 def _is_label_file(path: Path) -> bool:
-    return path.name in LABEL_FILES
+    return path.name in LABEL_FILES or "label" in path.name  # label.nii.gz, ABD_001_label...
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -77,6 +77,21 @@ def test_reader_layer_type_and_window(path):
         assert kwargs["contrast_limits"] == window.contrast_limits
         if path.name in CT_FILES:
             assert kwargs["contrast_limits"] == (-160.0, 240.0)
+
+
+IMAGE_FILES = [p for p in FILES if not _is_label_file(p)]
+
+
+@pytest.mark.parametrize("path", IMAGE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_images_named_like_labels_still_open_as_images(tmp_path, path):
+    """Issue 12 item 8: a scan called *_masked, atlas*, seg* is an image, not labels."""
+    stem = path.name.removesuffix(".nii.gz").removesuffix(".nii")
+    for name in (f"{stem}_masked", f"atlas_{stem}", f"seg_{stem}", f"{stem}_mask"):
+        link = tmp_path / f"{name}.nii.gz"
+        link.symlink_to(path)
+        [(_, kwargs, layer_type)] = napari_get_reader(str(link))(str(link))
+        assert layer_type == "image", name
+        assert kwargs["name"] == name
 
 
 def test_totalseg_anatomy_lands_where_expected():

@@ -14,9 +14,10 @@ def test_app_opens_the_phantom_with_the_widget(make_napari_viewer):
     assert widget.image is not None and widget.image.ndim == 3
     assert "CT phantom" in viewer.layers
     assert widget.labels is not None and "clicks" in viewer.layers and "boxes" in viewer.layers
-    # the sample's ground-truth labels stay separate from what the widget paints
-    truth = viewer.layers["CT phantom labels"]
+    # the sample's reference labels are hidden and stay separate from what the widget paints
+    truth = viewer.layers["CT phantom reference"]
     assert widget.labels != truth and truth.data.any() and not widget.labels.data.any()
+    assert not truth.visible and widget.labels.visible
 
 
 def test_app_opens_a_scan_with_our_reader(make_napari_viewer, tmp_path):

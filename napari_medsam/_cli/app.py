@@ -1,7 +1,8 @@
 """``napari-medsam`` (no subcommand) and ``napari-medsam open SCAN``: the napari app.
 
 Opens napari with the MedSAM widget docked, and either the synthetic CT
-phantom sample or the given scan (read by this plugin's NIfTI reader).
+phantom sample or the given scan (read by this plugin's reader: NIfTI, NRRD,
+MetaImage or a DICOM series folder).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "open",
         help="open a scan in napari with the MedSAM widget",
-        description="Open a NIfTI scan (.nii / .nii.gz) in napari with the MedSAM widget docked.",
+        description="Open a scan (.nii / .nii.gz, .nrrd, .mha / .mhd, or a DICOM series "
+        "folder) in napari with the MedSAM widget docked.",
     )
-    parser.add_argument("scan", type=Path, help="NIfTI file (.nii or .nii.gz)")
+    parser.add_argument("scan", type=Path, help="scan file or DICOM series folder")
     parser.set_defaults(func=run)
     return parser
 
@@ -40,7 +42,8 @@ def build_viewer(path: str | Path | None = None, viewer=None):
     Parameters
     ----------
     path : str or Path, optional
-        NIfTI scan to open with this plugin's reader; None opens the phantom sample.
+        Scan (file or DICOM folder) to open with this plugin's reader; None opens the
+        phantom sample.
     viewer : napari.Viewer, optional
         Viewer to use; by default a new one is created.
 

@@ -19,9 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Evaluate the engine on every object slice of a labelled NIfTI scan with the "
         "RITM/SimpleClick click simulator (NoC@85/90, Dice after 1/3/5 clicks, box Dice).",
     )
-    parser.add_argument("scan", help="the image (NIfTI)")
+    parser.add_argument("scan", help="the image (NIfTI, NRRD, MetaImage or DICOM folder)")
     parser.add_argument(
-        "labels_path", metavar="LABELS", help="the truth label volume (NIfTI, same grid)"
+        "labels_path", metavar="LABELS", help="the truth label volume (same grid; any format the scan may have)"
     )
     parser.add_argument(
         "--labels", default=None, help="comma-separated label ids (default: all present)"
@@ -167,11 +167,11 @@ def load_scan_and_labels(scan_path, labels_path):
     labels_zyx : np.ndarray
         (Z, Y, X) integer label ids (float label files are rounded).
     """
-    from napari_medsam.io.nifti import load_nifti
+    from napari_medsam.io.volumes import load_volume
 
-    scan = load_nifti(scan_path)
+    scan = load_volume(scan_path)
     image_zyx = np.asarray(scan.data_zyx)
-    labels_zyx = np.asarray(load_nifti(labels_path).data_zyx)
+    labels_zyx = np.asarray(load_volume(labels_path).data_zyx)
     if image_zyx.shape != labels_zyx.shape:
         raise ValueError(
             f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"

@@ -84,12 +84,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``segment`` subcommand."""
     parser = subparsers.add_parser(
         "segment",
-        help="segment a NIfTI scan from boxes / clicks given as file voxel indices",
+        help="segment a scan from boxes / clicks given as file voxel indices",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("scan", type=Path, help="input scan (.nii or .nii.gz)")
-    parser.add_argument("--out", type=Path, required=True, help="output label file (.nii.gz)")
+    parser.add_argument("scan", type=Path,
+                        help="input scan: .nii(.gz), .nrrd, .mha/.mhd or a DICOM series folder")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output labels: .nii.gz, .nrrd, .mha, or a new folder (DICOM series); "
+                             "its folder must exist")  # fmt: skip
     parser.add_argument("--box", type=_box, action="append", default=[], metavar="I0,J0,I1,J1,K",
                         help="box corners on slice K (repeatable)")  # fmt: skip
     parser.add_argument("--point", type=_point, action="append", default=[], metavar="I,J,K",
@@ -169,9 +172,9 @@ def load_negative_labels(path: Path, volume) -> np.ndarray:
     ValueError
         The file is not on the scan's grid (shape or affine) or holds non-integer values.
     """
-    from napari_medsam.io.nifti import load_nifti
+    from napari_medsam.io.volumes import load_volume
 
-    labels = load_nifti(path)
+    labels = load_volume(path)
     if tuple(labels.file_shape) != tuple(volume.file_shape):
         raise ValueError(
             f"--negatives-from {path.name}: not on the scan's grid (file shape "
@@ -248,7 +251,7 @@ def propagate_seeds(
 
 def run(args: argparse.Namespace) -> int:
     """Segment the prompted slices and write the label volume; returns the exit code."""
-    from napari_medsam.io.nifti import load_nifti, save_labels_nifti
+    from napari_medsam.io.volumes import labels_format, load_volume, save_labels
     from napari_medsam.model.engine import load_engine
     from napari_medsam.prompts.intensity import IntensityWindow, auto_window
     from napari_medsam.prompts.negatives import with_negatives_from_labels
@@ -258,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one --box or --point")
     if not 0 < args.label < 65536:
         raise ValueError(f"--label must be in 1..65535, got {args.label}")
-    volume = load_nifti(args.scan)
+    labels_format(args.out)  # a bad --out fails now, not after the inference
+    volume = load_volume(args.scan)
     metadata = volume.layer_metadata()
     prompts = slice_prompts(args, metadata)
     negatives_from = getattr(args, "negatives_from", None)
@@ -303,6 +307,6 @@ def run(args: argparse.Namespace) -> int:
         zs = sorted(set(masks) | {z for z, m in seeds.items() if m.any()})
         span = f"slices {zs[0]}..{zs[-1]}" if zs else "no slice"
         print(f"propagated to {len(masks)} more slices: label {args.label} on {span}")
-    out = save_labels_nifti(labels_zyx, args.out, metadata)
+    out = save_labels(labels_zyx, args.out, metadata)
     print(f"wrote {out} ({int((labels_zyx > 0).sum())} voxels labelled {args.label})")
     return 0

@@ -1,4 +1,4 @@
-"""npe2 writer: a napari labels layer saved as NIfTI on its source image's grid.
+"""npe2 writer: a napari labels layer saved on its source image's grid (NIfTI, NRRD, MetaImage).
 
 When the layer's metadata holds the widget's label registry (key
 :data:`~napari_medsam.session.labels.LAYER_METADATA_KEY`), the label-name sidecars
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_medsam.io.nifti import NiftiError, metadata_for_display_grid, save_labels_nifti
+from napari_medsam.io.nifti import NiftiError, metadata_for_display_grid
+from napari_medsam.io.volumes import save_labels
 from napari_medsam.session.labels import LAYER_METADATA_KEY, LabelRegistry
 
 __all__ = ["write_labels"]
@@ -39,7 +40,8 @@ def write_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     Parameters
     ----------
     path : str
-        Output ``.nii`` or ``.nii.gz``.
+        Output ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha`` or ``.mhd`` (see
+        :func:`napari_medsam.io.volumes.save_labels`).
     data : (Z, Y, X) integer array
         The labels layer's data, display orientation.
     meta : mapping
@@ -58,7 +60,7 @@ def write_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     """
     labels_zyx = _as_array(data)
     if labels_zyx.ndim != 3:
-        raise NiftiError(f"only 3D labels can be saved as NIfTI, got shape {labels_zyx.shape}")
+        raise NiftiError(f"only 3D labels can be saved, got shape {labels_zyx.shape}")
     layer_meta = meta.get("metadata") or {}
     if all(k in layer_meta for k in _GRID_KEYS):
         grid = layer_meta
@@ -75,7 +77,7 @@ def write_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
             spacing,
         )
         grid = metadata_for_display_grid(labels_zyx.shape, spacing)
-    written = save_labels_nifti(labels_zyx, path, grid)
+    written = save_labels(labels_zyx, path, grid)
     record = layer_meta.get(LAYER_METADATA_KEY)
     if record is not None:
         _write_sidecars(record, labels_zyx, written, meta.get("name", "?"))

@@ -49,6 +49,7 @@ __all__ = [
     "metadata_for_display_grid",
     "save_labels_nifti",
     "slice_axis_of_file",
+    "volume_from_file_array",
     "zyx_to_file_ijk",
 ]
 
@@ -83,6 +84,8 @@ class NiftiVolume:
         Source file.
     has_nonfinite : bool
         Whether float data contains NaN or inf.
+    source_tags : dict or None
+        DICOM study tags (patient, study and frame-of-reference UIDs) of a DICOM source.
     """
 
     data_zyx: np.ndarray
@@ -94,10 +97,11 @@ class NiftiVolume:
     oblique: bool = False
     path: Path | None = None
     has_nonfinite: bool = False
+    source_tags: dict[str, str] | None = None
 
     @property
     def name(self) -> str:
-        """Layer name: the file name without ``.nii``/``.nii.gz``."""
+        """Layer name: the file name without its suffix (``.nii.gz``, ``.nrrd`` ...)."""
         return nifti_stem(self.path) if self.path is not None else "volume"
 
     def layer_metadata(self) -> dict[str, Any]:
@@ -115,6 +119,7 @@ class NiftiVolume:
             "spacing_zyx_mm": tuple(self.spacing_zyx_mm),
             "source_path": None if self.path is None else str(self.path),
             "oblique": bool(self.oblique),
+            **({"dicom_tags": dict(self.source_tags)} if self.source_tags else {}),
         }
 
 
@@ -221,27 +226,56 @@ def load_nifti(path: str | os.PathLike, *, check_memory: bool = True) -> NiftiVo
         itemsize = dtype.itemsize if scaled == (1.0, 0.0) else 8  # scaling computes in 64 bits
         _check_memory(int(np.prod(file_shape)), itemsize, path)
 
-    affine = np.array(img.affine, dtype=np.float64)
-    try:
-        ornt = file_to_display_ornt(affine)
-    except ValueError as exc:
-        raise NiftiError(f"{path.name}: unusable affine ({exc})") from exc
-    oblique = is_oblique(affine)
-    if oblique:
-        warnings.warn(
-            f"{path.name}: oblique affine (voxel axes not aligned with RAS); showing the "
-            "closest axes. Saved labels keep the true affine.",
-            ObliqueAffineWarning,
-            stacklevel=2,
-        )
-
     try:
         raw = _read_array(img, path)
     except MemoryError as exc:
         raise NiftiError(f"{path.name}: not enough memory to read the volume") from exc
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise NiftiError(f"{path.name}: truncated or corrupt voxel data ({exc})") from exc
-    data_zyx = reorient(raw.reshape(file_shape), ornt)
+    return volume_from_file_array(raw.reshape(file_shape), img.affine, img.header, path)
+
+
+def volume_from_file_array(
+    raw: np.ndarray,
+    affine_ras: np.ndarray,
+    header: Any,
+    path: Path | None,
+    source_tags: dict[str, str] | None = None,
+) -> NiftiVolume:
+    """Reorient a file-order array for display: the part of :func:`load_nifti` after reading.
+
+    Shared by every format (NIfTI, and NRRD / MetaImage / DICOM through SimpleITK), so
+    they all get the same display frame, spacing and oblique handling.
+
+    Parameters
+    ----------
+    raw : (I, J, K) array
+        Voxels in the file's index order.
+    affine_ras : (4, 4) array
+        Voxel (i, j, k) -> RAS+ mm.
+    header : nibabel.Nifti1Header
+        Kept (copied) for writing labels as NIfTI.
+    path : Path or None
+        Source file or folder.
+    source_tags : dict, optional
+        DICOM study tags of a DICOM source.
+    """
+    name = path.name if path is not None else "volume"
+    file_shape = tuple(int(s) for s in raw.shape)
+    affine = np.array(affine_ras, dtype=np.float64)
+    try:
+        ornt = file_to_display_ornt(affine)
+    except ValueError as exc:
+        raise NiftiError(f"{name}: unusable affine ({exc})") from exc
+    oblique = is_oblique(affine)
+    if oblique:
+        warnings.warn(
+            f"{name}: oblique affine (voxel axes not aligned with RAS); showing the "
+            "closest axes. Saved labels keep the true affine.",
+            ObliqueAffineWarning,
+            stacklevel=3,
+        )
+    data_zyx = reorient(raw, ornt)
     del raw
 
     has_nonfinite = False
@@ -249,13 +283,13 @@ def load_nifti(path: str | os.PathLike, *, check_memory: bool = True) -> NiftiVo
         has_nonfinite = True
         logger.warning(
             "%s: %d NaN/inf voxels kept as they are (windowing shows them as 0)",
-            path.name,
+            name,
             int(np.count_nonzero(~np.isfinite(data_zyx))),
         )
     spacing = display_spacing(affine, ornt)
     logger.info(
         "loaded %s: file shape %s %s -> display zyx %s, spacing %s mm",
-        path.name,
+        name,
         file_shape,
         data_zyx.dtype,
         data_zyx.shape,
@@ -267,8 +301,9 @@ def load_nifti(path: str | os.PathLike, *, check_memory: bool = True) -> NiftiVo
         affine_ras=affine,
         file_shape=file_shape,
         ornt=ornt,
-        header=img.header.copy(),
+        header=header.copy(),
         oblique=oblique,
         path=path,
         has_nonfinite=has_nonfinite,
+        source_tags=source_tags,
     )

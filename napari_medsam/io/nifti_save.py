@@ -26,7 +26,7 @@ from napari_medsam.io.orientation import (
     transformed_shape,
 )
 
-__all__ = ["metadata_for_display_grid", "save_labels_nifti"]
+__all__ = ["file_order_labels", "metadata_for_display_grid", "save_labels_nifti"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,46 @@ def _label_dtype(labels: np.ndarray) -> np.dtype:
     raise NiftiError(f"label values [{lo}, {hi}] do not fit in int32")
 
 
+def file_order_labels(labels_zyx: np.ndarray, metadata: Mapping[str, Any]) -> np.ndarray:
+    """Display-frame labels back in the source file's (i, j, k) order and label dtype.
+
+    Parameters
+    ----------
+    labels_zyx : (Z, Y, X) integer or bool array
+        Labels in display orientation.
+    metadata : mapping
+        Source grid (``affine_ras``, ``ornt``, ``file_shape``).
+
+    Returns
+    -------
+    (I, J, K) array
+        uint8, uint16 or int32 (the smallest that holds the labels), C-contiguous.
+
+    Raises
+    ------
+    NiftiError
+        Missing grid, shape mismatch, non-integer labels, values beyond int32.
+    """
+    missing = [k for k in ("affine_ras", "ornt", "file_shape") if k not in metadata]
+    if missing:
+        raise NiftiError(f"metadata has no source grid (missing {', '.join(missing)})")
+    labels_zyx = np.asarray(labels_zyx)
+    if labels_zyx.dtype.kind == "b":
+        labels_zyx = labels_zyx.astype(np.uint8)
+    if labels_zyx.dtype.kind not in "iu":
+        raise NiftiError(f"labels must be integers, got dtype {labels_zyx.dtype}")
+    ornt = np.asarray(metadata["ornt"], dtype=np.int64)
+    file_shape = tuple(int(s) for s in metadata["file_shape"])
+    expected = transformed_shape(file_shape, ornt)
+    if labels_zyx.shape != expected:
+        raise NiftiError(
+            f"labels shape {labels_zyx.shape} does not match the source image grid "
+            f"{expected} (z, y, x)"
+        )
+    dtype = _label_dtype(labels_zyx)
+    return np.ascontiguousarray(reorient(labels_zyx, inverse_ornt(ornt)).astype(dtype, copy=False))
+
+
 def save_labels_nifti(
     labels_zyx: np.ndarray, path: str | os.PathLike, metadata: Mapping[str, Any]
 ) -> Path:
@@ -102,8 +142,9 @@ def save_labels_nifti(
     labels_zyx : (Z, Y, X) integer array
         Labels in display orientation (napari's array).
     path : str or PathLike
-        Output ``.nii`` or ``.nii.gz``; compression follows the suffix. Written through
-        a temporary file and renamed, so a failure never leaves a half-written file.
+        Output ``.nii`` or ``.nii.gz``; compression follows the suffix; its folder must
+        exist. Written through a temporary file and renamed, so a failure never leaves a
+        half-written file.
     metadata : mapping
         Source grid, as from :meth:`NiftiVolume.layer_metadata` or
         :func:`metadata_for_display_grid`.
@@ -123,24 +164,11 @@ def save_labels_nifti(
     path = Path(path)
     if not is_nifti_path(path):
         raise NiftiError(f"{path.name}: labels can only be saved as .nii or .nii.gz")
-    missing = [k for k in ("affine_ras", "ornt", "file_shape") if k not in metadata]
-    if missing:
-        raise NiftiError(f"metadata has no source grid (missing {', '.join(missing)})")
-    labels_zyx = np.asarray(labels_zyx)
-    if labels_zyx.dtype.kind == "b":
-        labels_zyx = labels_zyx.astype(np.uint8)
-    if labels_zyx.dtype.kind not in "iu":
-        raise NiftiError(f"labels must be integers, got dtype {labels_zyx.dtype}")
-    ornt = np.asarray(metadata["ornt"], dtype=np.int64)
-    file_shape = tuple(int(s) for s in metadata["file_shape"])
-    expected = transformed_shape(file_shape, ornt)
-    if labels_zyx.shape != expected:
-        raise NiftiError(
-            f"labels shape {labels_zyx.shape} does not match the source image grid "
-            f"{expected} (z, y, x)"
-        )
-    dtype = _label_dtype(labels_zyx)
-    data_file = reorient(labels_zyx, inverse_ornt(ornt)).astype(dtype, copy=False)
+    if not path.parent.is_dir():
+        raise NiftiError(f"{path.parent}: no such folder (create it first)")
+    data_file = file_order_labels(labels_zyx, metadata)
+    dtype = data_file.dtype
+    file_shape = data_file.shape
 
     affine = np.asarray(metadata["affine_ras"], dtype=np.float64)
     source_header = metadata.get("header")
@@ -165,7 +193,6 @@ def save_labels_nifti(
         img.header.set_sform(affine, code="aligned")
 
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder (so the rename is atomic), nibabel picks compression from the suffix.
     tmp_name = path.parent / f".{nifti_stem(path)}.{uuid.uuid4().hex[:8]}.partial{suffix}"
     try:

@@ -17,7 +17,7 @@ from napari_medsam.io.nifti import metadata_for_display_grid
 from napari_medsam.io.orientation import AXIS_LABELS_ZYX
 from napari_medsam.prompts.intensity import auto_window
 
-__all__ = ["PHANTOM_LABEL_NAMES", "Phantom", "make_phantom", "make_sample_data"]
+__all__ = ["PHANTOM_LABEL_NAMES", "REFERENCE_NAME", "Phantom", "make_phantom", "make_sample_data"]
 
 #: Label id -> TotalSegmentator-style name.
 PHANTOM_LABEL_NAMES: dict[int, str] = {
@@ -28,6 +28,9 @@ PHANTOM_LABEL_NAMES: dict[int, str] = {
     5: "aorta",
     6: "vertebra",
 }
+
+#: Name of the sample's hidden reference labels layer.
+REFERENCE_NAME = "CT phantom reference"
 
 _HU_AIR, _HU_FAT, _HU_MUSCLE, _HU_VISCERA = -1000.0, -100.0, 50.0, -20.0
 _NOISE_SIGMA_HU = 15.0
@@ -179,10 +182,12 @@ def make_phantom(
 
 
 def make_sample_data() -> list[tuple[np.ndarray, dict[str, Any], str]]:
-    """napari sample data: the default phantom as an image and a labels layer.
+    """napari sample data: the default phantom, and its reference labels as a hidden layer.
 
-    Both layers carry ``scale`` = spacing and source-grid ``metadata`` (a diagonal affine
-    consistent with the display orientation), so the NIfTI writer works on them.
+    The reference (``"CT phantom reference"``) starts hidden, so the scan opens
+    unsegmented; tick its eye to compare with what you segmented. Both layers carry
+    ``scale`` = spacing and source-grid ``metadata`` (a diagonal affine consistent with
+    the display orientation), so the writer works on them.
     """
     phantom = make_phantom()
     window = auto_window(phantom.image_zyx)
@@ -205,10 +210,12 @@ def make_sample_data() -> list[tuple[np.ndarray, dict[str, Any], str]]:
         (
             phantom.labels_zyx,
             {
-                "name": "CT phantom labels",
+                "name": REFERENCE_NAME,
                 "scale": phantom.spacing_zyx_mm,
                 "axis_labels": AXIS_LABELS_ZYX,
                 "metadata": labels_meta,
+                "visible": False,
+                "opacity": 0.4,
             },
             "labels",
         ),

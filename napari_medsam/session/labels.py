@@ -91,6 +91,8 @@ def sidecar_stem(nifti_path: str | Path) -> Path:
     """``/a/scan.nii.gz`` -> ``/a/scan`` (drops ``.nii.gz`` / ``.nii``, else the last suffix)."""
     path = Path(nifti_path)
     name = path.name
+    if path.is_dir():  # a DICOM series folder: sidecars beside it
+        return path
     for ext in (".nii.gz", ".nii"):
         if name.lower().endswith(ext):
             return path.with_name(name[: -len(ext)])
@@ -289,6 +291,33 @@ class LabelRegistry:
             lines.append(f"{info.id} {name} {r} {g} {b} 255")
         return "\n".join(lines) + "\n"
 
+    @classmethod
+    def from_slicer_ctbl(cls, text: str) -> LabelRegistry:
+        """Parse a 3D Slicer colour table (``id name R G B A``; id 0 and comments skipped).
+
+        A colour with alpha 0 becomes a hidden label.
+        """
+        labels = []
+        for line in text.splitlines():
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) < 5:
+                raise ValueError(f"not a Slicer colour table line: {line!r}")
+            try:
+                label_id = int(parts[0])
+                rgba = [int(float(v)) for v in parts[-4:]] if len(parts) >= 6 else None
+                if rgba is None:
+                    rgba = [int(float(v)) for v in parts[-3:]] + [255]
+            except ValueError:
+                raise ValueError(f"not a Slicer colour table line: {line!r}") from None
+            if label_id == 0:
+                continue
+            name = " ".join(parts[1 : len(parts) - (4 if len(parts) >= 6 else 3)])
+            color = (rgba[0], rgba[1], rgba[2])
+            labels.append(LabelInfo(label_id, name or f"label_{label_id}", color, visible=rgba[3] > 0))
+        return cls(labels)
+
     def save_sidecars(self, nifti_path: str | Path) -> dict[str, Path]:
         """Write ``<stem>.labels.json``, ``<stem>.label.txt`` (ITK-SNAP) and ``<stem>.ctbl`` (Slicer).
 
@@ -305,10 +334,12 @@ class LabelRegistry:
 
     @classmethod
     def load_sidecar(cls, nifti_path: str | Path) -> LabelRegistry | None:
-        """Read the sidecar of a NIfTI: the JSON, else the ITK-SNAP file; None if neither exists."""
+        """Read the sidecar of a label file: the JSON, else ITK-SNAP's, else Slicer's; or None."""
         paths = sidecar_paths(nifti_path)
         if paths["json"].is_file():
             return cls.from_dict(json.loads(paths["json"].read_text(encoding="utf-8")))
         if paths["itksnap"].is_file():
             return cls.from_itksnap(paths["itksnap"].read_text(encoding="utf-8"))
+        if paths["slicer"].is_file():
+            return cls.from_slicer_ctbl(paths["slicer"].read_text(encoding="utf-8"))
         return None
