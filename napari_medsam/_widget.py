@@ -75,6 +75,7 @@ class MedSamWidget(QWidget):
         c.window_combo.currentTextChanged.connect(self._on_window_preset_changed)
         c.device_combo.currentTextChanged.connect(self._on_device_changed)
         c.negative_check.toggled.connect(self._on_negative_toggled)
+        c.zoom_check.toggled.connect(self.holder.set_zoom)
         c.commit_button.clicked.connect(self.commit_object)
         c.embed_button.clicked.connect(self.embed_nearby)
         c.load_button.clicked.connect(self._on_load_clicked)

@@ -64,6 +64,9 @@ class SamEngine:
     around cache and model calls keeps concurrent use correct, just serialised.
     """
 
+    #: whether clicks alone segment (False: a box-only model such as LiteMedSAM)
+    takes_clicks = False
+
     def __init__(
         self,
         model: nn.Module,
