@@ -40,6 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="click checkpoint to write (atomically)")
     train.add_argument("--warm-start", help="click checkpoint to start from")
     train.add_argument("--steps", type=int, default=1000)
+    train.add_argument("--schedule-steps", type=int, help="length of the LR schedule (default --steps)")
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--max-rounds", type=int, default=8)
     train.add_argument("--seed", type=int, default=0)
@@ -93,7 +94,8 @@ def _train(args) -> int:
     if not train_records:
         raise ValueError(f"{args.store} holds no training records")
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size,
-                             max_rounds=args.max_rounds, bf16=not args.fp32, seed=args.seed)
+                             max_rounds=args.max_rounds, bf16=not args.fp32, seed=args.seed,
+                             schedule_steps=args.schedule_steps)
     trainer = Trainer(engine.model, decoder, store, train_records, settings)
     evaluate = None
     if args.heldout_store:

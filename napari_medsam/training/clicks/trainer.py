@@ -47,6 +47,7 @@ class TrainSettings:
     bf16: bool = True
     seed: int = 0
     save_every: int = 100
+    schedule_steps: int | None = None
 
 
 def _new_part(name: str) -> bool:
@@ -149,7 +150,7 @@ class Trainer:
         start, cases = self.sampler.batch(s.batch_size)
         emb, prev = self.run_rounds(start, cases)
         for group, base in zip(self.optimizer.param_groups, (s.lr_new, s.lr_pretrained), strict=True):
-            group["lr"] = base * lr_factor(self.step, s.steps)
+            group["lr"] = base * lr_factor(self.step, s.schedule_steps or s.steps)
         gt = rounds.targets(cases)
         logits, iou_pred = self._decode(emb, cases, prev)
         true_iou = rounds.iou_of(logits.detach(), gt)
