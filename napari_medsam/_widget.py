@@ -106,7 +106,7 @@ class MedSamWidget(QWidget):
     def load_checkpoint(self, path: str | Path | None) -> int:
         """Load a checkpoint on the worker (returns the job id); on failure the model stays."""
         checkpoint = None if path is None else str(path)
-        what = Path(checkpoint).name if checkpoint else "bundled LiteMedSAM"
+        what = Path(checkpoint).name if checkpoint else "the default model (LiteMedSAM + clicks)"
         device = self.controls.device_combo.currentText()
         return self.model_runner.submit(load_job(self.holder, checkpoint, device, what))
 

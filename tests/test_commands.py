@@ -167,3 +167,17 @@ def test_medsa_checkpoint_runs_clicks_through_the_click_maps(
     qtbot.waitUntil(lambda: not widget.segment_runner.busy, timeout=30000)
     np.testing.assert_allclose(seen[0][0], [[10, 20]])
     assert engine.name in widget.controls.status_label.text()
+
+
+@pytest.mark.slow
+def test_menu_switches_between_the_box_only_and_the_default_model(qtbot, viewer_with_widget):
+    viewer, widget = viewer_with_widget
+    app = get_app_model()
+    menu = _menu_command_ids(app, "napari/layers/segment")
+    assert {"napari-medsam.use_box_only_model", "napari-medsam.use_default_model"} <= set(menu)
+    with qtbot.waitSignal(widget.model_runner.finished, timeout=120000):
+        _commands.use_box_only_model(viewer)
+    assert widget.engine.name == "LiteMedSAM" and not widget.engine.takes_clicks
+    with qtbot.waitSignal(widget.model_runner.finished, timeout=120000):
+        _commands.use_default_model(viewer)
+    assert widget.engine.takes_clicks and widget.engine.name == "LiteMedSAM + clicks"
