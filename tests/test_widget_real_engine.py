@@ -60,4 +60,4 @@ def test_box_then_click_with_real_litemedsam(make_napari_viewer, qtbot):
     )
     assert dice_click > 0.7, dice_click
     assert widget.last_latency_ms < 5000
-    assert "LiteMedSAM on cpu" in widget.controls.status_label.text()
+    assert f"{widget.engine.name} on cpu" in widget.controls.status_label.text()

@@ -41,6 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--warm-start", help="click checkpoint to start from")
     train.add_argument("--steps", type=int, default=1000)
     train.add_argument("--schedule-steps", type=int, help="length of the LR schedule (default --steps)")
+    train.add_argument("--lr", type=float, default=5e-4, help="new parts' learning rate")
+    train.add_argument("--lr-pretrained", type=float, default=5e-5,
+                       help="learning rate of the copied LiteMedSAM decoder weights")
+    train.add_argument("--superpixel-fraction", type=float, default=0.3,
+                       help="share of synthetic superpixel targets")
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--max-rounds", type=int, default=8)
     train.add_argument("--seed", type=int, default=0)
@@ -95,8 +100,10 @@ def _train(args) -> int:
         raise ValueError(f"{args.store} holds no training records")
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size,
                              max_rounds=args.max_rounds, bf16=not args.fp32, seed=args.seed,
-                             schedule_steps=args.schedule_steps)
+                             schedule_steps=args.schedule_steps, lr_new=args.lr,
+                             lr_pretrained=args.lr_pretrained)
     trainer = Trainer(engine.model, decoder, store, train_records, settings)
+    trainer.sampler.superpixel_fraction = args.superpixel_fraction
     evaluate = None
     if args.heldout_store:
         held = SliceStore(args.heldout_store)

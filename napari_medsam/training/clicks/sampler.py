@@ -107,11 +107,12 @@ class CaseSampler:
         self.store = store
         self.records = np.asarray(list(records), np.int64)
         self.rng = np.random.default_rng(seed)
+        self.superpixel_fraction = SUPERPIXEL_FRACTION
 
     def _target(self, index: int) -> np.ndarray | None:
         meta = self.store.meta[index]
         rng = self.rng
-        if rng.random() < SUPERPIXEL_FRACTION:
+        if rng.random() < self.superpixel_fraction:
             mask = _merged_superpixels(np.asarray(self.store.arrays["spx"][index]), rng)
             if mask is not None:
                 return mask
