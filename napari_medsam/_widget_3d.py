@@ -136,8 +136,9 @@ class Session3D(ObjectNames, QObject):
             self.w.controls.label_spin.setValue(int(self.state.active_label))
         if restored:
             self.prompt_layers.draw_saved(self.state, self.label)
-        where = "autosaves beside the scan" if self.files.path else "not saved (no scan file)"
-        self.controls.session_label.setText(f"Session: {where}. Hover here for help.")
+        self.files.show_line = self.controls.session_label.setText  # autosave health, too
+        self.files.show_status = self.w._update_status
+        self.files.show_line(self.files.line)
 
     def close(self) -> None:
         """Finish: end a running propagation, save what is pending, stop the saver."""

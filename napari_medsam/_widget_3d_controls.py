@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,16 +24,16 @@ HELP_3D = (
 )
 
 
-def ask_restore(parent, info) -> bool:
+def ask_restore(parent, info, scan_path=None) -> bool:
     """Ask whether to restore a saved session (tests replace this function)."""
     from qtpy.QtWidgets import QMessageBox
 
-    names = ", ".join(info.label_names.values()) or "no named objects"
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.saved_at))
+    from napari_medsam.session.resume import restore_question
+
     answer = QMessageBox.question(
         parent,
         "Restore MedSAM session?",
-        f"A session of this scan was saved on {when} ({names}). Restore it?",
+        restore_question(info, scan_path),
         QMessageBox.Yes | QMessageBox.No,
         QMessageBox.Yes,
     )

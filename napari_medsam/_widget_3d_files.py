@@ -2,42 +2,31 @@
 
 Used by :class:`napari_medsam._widget_3d.Session3D`; GUI thread only (the
 :class:`~napari_medsam.session.Autosaver` writes on its own daemon thread).
+The decisions are Qt-free (:func:`napari_medsam.session.resume.resume_session`,
+:attr:`Autosaver.health`); this face shows the questions, lines and notifications.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import QObject, Signal, Slot
 
 from napari_medsam.session import (
     Autosaver,
     LabelRegistry,
-    SessionCorruptError,
     SessionInfo,
     SessionState,
-    find_session,
-    restore,
     session_dir_for,
 )
+from napari_medsam.session.autosave import SaveHealth
+from napari_medsam.session.resume import resume_session
 
 logger = logging.getLogger(__name__)
-
-
-def set_aside(session_dir) -> Path:
-    """Rename an unreadable session folder so a new session never overwrites its files."""
-    session_dir = Path(session_dir)
-    kept = session_dir.with_name(f"{session_dir.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        session_dir.rename(kept)
-    except OSError as exc:
-        logger.warning("MedSAM: cannot rename %s: %s", session_dir, exc)
-        return session_dir
-    return kept
 
 
 def scan_path(image) -> str | None:
@@ -48,12 +37,37 @@ def scan_path(image) -> str | None:
     return str(path) if path else None
 
 
+class _HealthRelay(QObject):
+    """Carries the saver thread's health changes to the GUI thread (queued signal)."""
+
+    changed = Signal(object)
+
+    def __init__(self, files: SessionFiles) -> None:
+        super().__init__()
+        self._files = files
+        self.changed.connect(self._on_changed)
+
+    @Slot(object)
+    def _on_changed(self, health: SaveHealth) -> None:
+        saver = self._files.saver
+        if saver is not None and health.session_dir == saver.session_dir:  # not a closed scan's
+            self._files.show_health(health)
+
+
 class SessionFiles:
-    """The autosaved session of one scan (nothing is saved for images not read from a file)."""
+    """The autosaved session of one scan (nothing is saved for images not read from a file).
+
+    ``show_line`` (set by the widget) shows the one-line session status in the dock.
+    """
 
     def __init__(self) -> None:
         self.path: str | None = None
         self.saver: Autosaver | None = None
+        self.show_line: Callable[[str], None] = lambda text: None
+        self.show_status: Callable[[str], None] = lambda text: None  # the widget's status line
+        self.line = "Session: not saved (no scan file)."
+        self._relay = _HealthRelay(self)
+        self._warned = False
 
     def open(self, image, labels, ask: Callable[[SessionInfo], bool]) -> tuple[SessionState, bool]:
         """Start the session of ``image``, restoring a saved one into ``labels`` if ``ask`` agrees.
@@ -67,26 +81,44 @@ class SessionFiles:
         self.close()
         self.path = path = scan_path(image)
         shape = tuple(labels.data.shape)
+        affine = (image.metadata or {}).get("affine_ras")
         state = None
-        info = find_session(path) if path else None
-        if info is not None and info.scan_matches and tuple(info.shape_zyx) == shape and ask(info):
-            try:
-                labels_zyx, state = restore(info)
-            except (SessionCorruptError, OSError) as exc:
-                kept = set_aside(info.session_dir)
-                show_warning(
-                    f"MedSAM: the saved session cannot be restored ({exc}); "
-                    f"its files are kept in {kept}. Starting a new session."
-                )
-            else:
-                labels.data = labels_zyx.astype(labels.data.dtype, copy=False)
-                show_info(f"MedSAM: restored the session saved in {info.session_dir}")
+        if path:
+            resumed = resume_session(path, shape, affine, ask)
+            for text in resumed.warnings:
+                show_warning(text)
+            for text in resumed.infos:
+                show_info(text)
+            if resumed.state is not None:
+                labels.data = resumed.labels_zyx.astype(labels.data.dtype, copy=False)
+                state = resumed.state
         restored = state is not None
         if state is None:
             registry = (LabelRegistry.load_sidecar(path) if path else None) or LabelRegistry()
             state = SessionState(scan_path=path, registry=registry)
         state.scan_path, state.shape_zyx = path, shape
+        if affine is not None:
+            state.affine_ras = tuple(float(v) for v in np.asarray(affine, float).reshape(-1))
+        self._warned = False
+        where = "autosaves beside the scan" if path else "not saved (no scan file)"
+        self._set_line(f"Session: {where}. Hover here for help.")
         return state, restored
+
+    def _set_line(self, text: str) -> None:
+        self.line = text
+        self.show_line(text)
+
+    def show_health(self, health: SaveHealth) -> None:
+        """Show an autosave failure (line + one notification) or its recovery (GUI thread)."""
+        self._set_line(health.line)
+        if not health.ok and not self._warned:
+            self._warned = True
+            self.show_status(f"autosave FAILED: {health.reason}")
+            show_warning(f"MedSAM: the session is not being autosaved: {health.reason}")
+        elif health.ok and self._warned:
+            self._warned = False
+            self.show_status("autosave works again")
+            show_info(f"MedSAM: autosave works again ({health.session_dir})")
 
     def autosave(self, labels_zyx: np.ndarray, state: SessionState) -> None:
         """Schedule a background save of this snapshot (the saver starts on the first change)."""
@@ -94,10 +126,18 @@ class SessionFiles:
             return
         try:
             if self.saver is None:
-                self.saver = Autosaver(session_dir_for(self.path))
+                on_health = self._relay.changed.emit  # from the saver thread, queued to the GUI
+                self.saver = Autosaver(session_dir_for(self.path), on_health=on_health)
+                if self.saver.set_aside_to is not None:
+                    show_warning(
+                        "MedSAM: a damaged saved session was found and kept in "
+                        f"{self.saver.set_aside_to}"
+                    )
+                self._set_line(self.saver.health.line)
             self.saver.mark_dirty(labels_zyx, state)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             logger.warning("MedSAM: cannot autosave the session: %s", exc)
+            self.show_health(SaveHealth(False, f"cannot start: {exc}", Path(self.path)))
 
     def close(self) -> None:
         """Save what is pending and stop the saver."""

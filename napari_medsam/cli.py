@@ -48,9 +48,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# options whose value may start with "-" (a negative coordinate): argparse would take
+# "--box -10,5,20,30,2" for two options and answer "expected one argument"
+_NEGATIVE_VALUE_OPTIONS = ("--box", "--point", "--neg-point", "--window")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``["--box", "-10,..."]`` -> ``["--box=-10,..."]`` (values that start with a minus)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        negative = len(nxt) > 1 and nxt[0] == "-" and nxt[1] in "0123456789."
+        if arg in _NEGATIVE_VALUE_OPTIONS and negative:
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def error_line(err: BaseException) -> str:
+    """One line for an expected error: the message, without a traceback."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    if isinstance(err, MemoryError):
+        return "not enough memory for this input"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code.
+
+    Every expected error (bad input, bad path, unreadable or unusable file, a
+    full disk, too little memory) is one line on stderr and exit code 2.
+    """
     parser = build_parser()
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -62,10 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_app(path=None)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as err:
-        # user errors (bad path, bad option value) get one clear line, no traceback
-        print(f"napari-medsam {args.command}: error: {err}", file=sys.stderr)
+    except (OSError, ValueError, MemoryError) as err:
+        # user errors (bad path, bad file, bad option value, full disk) get one clear line
+        logging.getLogger(__name__).debug("error details", exc_info=err)
+        print(f"napari-medsam {args.command}: error: {error_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"napari-medsam {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

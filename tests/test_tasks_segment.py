@@ -114,3 +114,14 @@ def test_triton_is_hidden_only_when_a_system_llvm_is_loaded(monkeypatch):
     assert engine_holder.keep_triton_away_from_mesa_llvm()
     assert sys.modules["triton"] is None  # `import triton` now raises ImportError
     assert not engine_holder.keep_triton_away_from_mesa_llvm()  # once is enough
+
+
+@pytest.mark.parametrize("fill", [np.nan, -1000.0])
+def test_blank_slice_is_refused_not_given_a_plausible_mask(volume, fill):
+    """Issue 12, item 12: an all-NaN or flat slice gets an error, never a mask."""
+    engine = FakeEngine()
+    blank = volume.astype(np.float32)
+    blank[2] = fill
+    with pytest.raises(ValueError, match="blank in the intensity window"):
+        list(segment_slice(engine, blank, IntensityWindow(-160, 240), 2, _box_prompt(), 1, 1))
+    assert engine.predict_calls == []

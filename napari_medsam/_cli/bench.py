@@ -19,7 +19,6 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -206,9 +205,12 @@ def run(args: argparse.Namespace) -> int:
     from napari_medsam import __version__
     from napari_medsam._cli.eval import set_threads
     from napari_medsam.evaluation.benchmark import peak_memory
+    from napari_medsam.io.atomic import atomic_write_text, check_output_path
 
     if args.repeats < 1 or args.batch < 1 or args.stall_runs < 0:
         raise ValueError("--repeats and --batch must be >= 1, --stall-runs >= 0")
+    if args.json_path:  # before the minutes of benchmarking
+        check_output_path(args.json_path, "--json", [args.checkpoint], (".json",))
     set_threads(args.threads)
     t0 = time.perf_counter()
     engine = _load_engine(args.checkpoint, args.device)
@@ -264,6 +266,6 @@ def run(args: argparse.Namespace) -> int:
             "figures": figures,
             "gui": gui_note or "measured",
         }
-        Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.json_path, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json_path}")
     return 0

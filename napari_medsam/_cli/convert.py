@@ -52,7 +52,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from napari_medsam.model.medsa.build import backbone_state_dict_from, build_medsa
     from napari_medsam.model.medsa.checkpoint import save_medsa
+    from napari_medsam.io.atomic import check_output_path
     from napari_medsam.model.medsa.config import MedSAConfig
+
+    check_output_path(args.out, "--out", [args.backbone_checkpoint])  # before the minutes of work
 
     config = MedSAConfig(
         backbone=args.backbone,

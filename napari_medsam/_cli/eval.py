@@ -177,14 +177,41 @@ def load_scan_and_labels(scan_path, labels_path):
 
     scan = load_volume(scan_path)
     image_zyx = np.asarray(scan.data_zyx)
-    labels_zyx = np.asarray(load_volume(labels_path).data_zyx)
-    if image_zyx.shape != labels_zyx.shape:
+    truth = load_volume(labels_path)
+    labels_zyx = np.asarray(truth.data_zyx)
+    if tuple(scan.file_shape) != tuple(truth.file_shape) or image_zyx.shape != labels_zyx.shape:
         raise ValueError(
-            f"scan {image_zyx.shape} and labels {labels_zyx.shape} are not on the same grid"
+            f"scan {tuple(scan.file_shape)} and labels {tuple(truth.file_shape)} are not on the "
+            "same grid (file shapes differ)"
+        )
+    if not np.allclose(scan.affine_ras, truth.affine_ras, atol=1e-3):
+        # same shape, another placement (e.g. mirrored): the Dice would be meaningless
+        raise ValueError(
+            f"{Path(labels_path).name} is not on the scan's grid: its affine differs from the "
+            f"scan's (largest difference {np.abs(scan.affine_ras - truth.affine_ras).max():.3g})"
         )
     if not np.issubdtype(labels_zyx.dtype, np.integer):
         labels_zyx = np.rint(labels_zyx).astype(np.int32)
     return scan, image_zyx, labels_zyx
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse ``--json`` / ``--plot`` paths that are inputs or not writable, before any work."""
+    from napari_medsam.io.atomic import check_output_path
+
+    inputs = [args.scan, args.labels_path, args.checkpoint, *_classes_json(args.labels_path)]
+    outputs = [(getattr(args, "json_path", None), "--json", (".json",))]
+    outputs.append((getattr(args, "plot_path", None), "--plot", (".png", ".pdf", ".svg")))
+    seen = []
+    for path, what, suffixes in outputs:
+        if path:
+            check_output_path(path, what, [*inputs, *seen], suffixes)
+            seen.append(path)
+
+
+def _classes_json(labels_path) -> list[Path]:
+    candidate = Path(labels_path).with_name("classes.json")
+    return [candidate] if candidate.is_file() else []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_clicks < 1:
         raise ValueError("--max-clicks must be at least 1")
+    check_outputs(args)
     if args.plot_path and importlib.util.find_spec("matplotlib") is None:
         print(
             "napari-medsam eval: --plot needs matplotlib: pip install 'napari-medsam[plot]'",

@@ -33,6 +33,7 @@ def run_3d(args: argparse.Namespace) -> int:
     max_clicks = CLICKS_3D if args.max_clicks is None else int(args.max_clicks)
     if max_clicks < 0:
         raise ValueError("--max-clicks must not be negative")
+    eval_cli.check_outputs(args)
     scan, image_zyx, labels_zyx = eval_cli.load_scan_and_labels(args.scan, args.labels_path)
     labels = parse_labels(args.labels, labels_zyx)
     window, window_text = eval_cli._choose_window(args.window, image_zyx)

@@ -114,6 +114,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_medsam.io.atomic import check_output_path
     from napari_medsam.training.config import FinetuneConfig, PromptSimConfig
     from napari_medsam.training.loop import finetune
 
@@ -143,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
         save_full=False if args.parts_only else None,
         parts=args.parts,
     )
+    # before any training: never write over an input, and fail now rather than after hours
+    inputs = [p for pair in config.data for p in pair] + [config.backbone_checkpoint]
+    out = check_output_path(config.out, "--out", inputs)
+    check_output_path(config.state_path, "--out (its .state.pt)", [*inputs, out])
+    check_output_path(str(config.out) + ".history.json", "--out (its .history.json)", inputs)
     history = finetune(config, progress=not args.no_progress)
     if history.get("epochs"):  # rank 0 only
         last = history["epochs"][-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,6 +44,27 @@ def _medsa_info(payload: dict) -> dict:
     }
 
 
+def check_fits(state: dict, source: str) -> None:
+    """Refuse a state dict whose keys or shapes do not fit the model its keys suggest.
+
+    The model is built on the ``meta`` device: shapes only, no memory, no weights.
+    """
+    import torch
+
+    from napari_medsam.model.checkpoints import CheckpointError, config_for_state_dict
+    from napari_medsam.model.checkpoints import state_dict_mismatch
+    from napari_medsam.model.registry import build_model
+
+    config = config_for_state_dict(state)
+    with torch.device("meta"):
+        own = build_model(config).state_dict()
+    problems = state_dict_mismatch(own, state)
+    if problems:
+        raise CheckpointError(
+            f"{source}: looks like {config.name} but does not fit it: " + "; ".join(problems)
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_medsam.model.checkpoints import detect_kind, read_state_dict
     from napari_medsam.model.medsa.checkpoint import is_medsa_payload, read_medsa
@@ -52,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         info = _medsa_info(read_medsa(state))
     else:
         kind = detect_kind(state)
+        check_fits(state, Path(args.checkpoint).name)
         total = sum(
             v.numel()
             for k, v in state.items()

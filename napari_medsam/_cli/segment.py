@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -159,6 +160,11 @@ def slice_prompts(args: argparse.Namespace, metadata: dict):
             per_slice[z]["points_yx"].append((y, x))
             per_slice[z]["labels"].append(label)
     for i0, j0, i1, j1, k in args.box:
+        if i0 == i1 or j0 == j1:
+            raise ValueError(
+                f"--box {i0},{j0},{i1},{j1},{k} has zero size (its corners share a row or a "
+                "column): give two opposite corners of the object's box"
+            )
         corners_zyx = []
         for a, b in ((i0, j0), (i1, j1)):
             ijk = [0, 0, 0]
@@ -168,6 +174,32 @@ def slice_prompts(args: argparse.Namespace, metadata: dict):
         (z, y0, x0), (_, y1, x1) = corners_zyx
         per_slice[int(z)]["boxes_yxyx"].append((min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
     return dict(per_slice)
+
+
+def check_slice_content(raw_yx: np.ndarray, image_yx: np.ndarray, z: int, window) -> None:
+    """Refuse a prompted slice with nothing to segment (all NaN, or blank in the window).
+
+    A model still draws a plausible-looking mask on a blank slice; this says why not.
+
+    Raises
+    ------
+    ValueError
+        The slice holds no finite intensity, or is one flat value inside the window.
+    """
+    finite = np.isfinite(raw_yx)
+    if not finite.any():
+        raise ValueError(f"slice {z} holds no finite intensity (all NaN or infinite): "
+                         "nothing to segment there")  # fmt: skip
+    if float(np.ptp(image_yx)) < 1e-6:
+        value = float(np.asarray(raw_yx)[finite].flat[0])
+        raise ValueError(
+            f"slice {z} is blank in the intensity window [{window.lo:g}, {window.hi:g}] "
+            f"(every voxel shows the same, e.g. {value:g}): nothing to segment there; "
+            "check the slice index or give --window"
+        )
+    if not finite.all():
+        print(f"warning: slice {z}: {int((~finite).sum())} voxels are NaN or infinite "
+              "(shown as the window's low end)", file=sys.stderr)  # fmt: skip
 
 
 def load_negative_labels(path: Path, volume) -> np.ndarray:
@@ -257,6 +289,7 @@ def propagate_seeds(
 
 def run(args: argparse.Namespace) -> int:
     """Segment the prompted slices and write the label volume; returns the exit code."""
+    from napari_medsam.io.atomic import check_output_path
     from napari_medsam.io.volumes import labels_format, load_volume, save_labels
     from napari_medsam.model.engine import load_engine
     from napari_medsam.prompts.intensity import IntensityWindow, auto_window
@@ -267,11 +300,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one --box or --point")
     if not 0 < args.label < 65536:
         raise ValueError(f"--label must be in 1..65535, got {args.label}")
-    labels_format(args.out)  # a bad --out fails now, not after the inference
+    negatives_from = getattr(args, "negatives_from", None)
+    # before any work: never write over an input, and fail now rather than after inference
+    kind = labels_format(args.out)
+    inputs = [args.scan, negatives_from, args.checkpoint]
+    check_output_path(args.out, "--out", inputs, allow_dir=kind == "dicom")
     volume = load_volume(args.scan)
     metadata = volume.layer_metadata()
     prompts = slice_prompts(args, metadata)
-    negatives_from = getattr(args, "negatives_from", None)
     others_zyx = None if negatives_from is None else load_negative_labels(negatives_from, volume)
     window = (
         IntensityWindow.from_level_width(*args.window, kind="manual")
@@ -291,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
         image_yx = window.apply(volume.data_zyx[z])
         if not p["boxes_yxyx"] and not (point_labels == 1).any():
             raise ValueError(f"slice {z} has only negative clicks: add a --point or --box there")
+        check_slice_content(volume.data_zyx[z], image_yx, z, window)
         # one prediction per box (SAM takes one box), clicks shared; the union is kept
         boxes = p["boxes_yxyx"] or [None]
         for box in boxes:
@@ -302,6 +339,11 @@ def run(args: argparse.Namespace) -> int:
             if others_zyx is not None:
                 prompt = with_negatives_from_labels(prompt, others_zyx[z], args.label)
             pred = engine.predict(image_yx, prompt, cache_key=z)
+            if not np.isfinite(pred.score):
+                raise ValueError(f"slice {z}: the model gave a non-finite score ({pred.score})")
+            if not np.asarray(pred.mask_yx).any():
+                print(f"warning: slice {z}: the model found nothing for this prompt",
+                      file=sys.stderr)  # fmt: skip
             labels_zyx[z][pred.mask_yx] = args.label
             seeds[z] = seeds.get(z, np.zeros(image_yx.shape, bool)) | np.asarray(pred.mask_yx, bool)
             print(f"slice {z}: {int(pred.mask_yx.sum())} voxels, predicted IoU {pred.score:.3f}")

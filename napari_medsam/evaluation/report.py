@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from napari_medsam.evaluation.metrics import CaseResult, summarize
+from napari_medsam.io.atomic import atomic_path, atomic_write_text
 
 SCHEMA = "napari-medsam-eval/1"
 
@@ -110,8 +111,8 @@ def build_report(
 
 
 def write_json(report: dict, path: str | Path) -> None:
-    """Write the report as indented JSON."""
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    """Write the report as indented JSON (atomically)."""
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
 
 
 def plot_curves(
@@ -156,5 +157,8 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_medsam.io.atomic import same_file
 from napari_medsam.io.nifti import NiftiError, metadata_for_display_grid
 from napari_medsam.io.volumes import save_labels
 from napari_medsam.session.labels import LAYER_METADATA_KEY, LabelRegistry
@@ -77,6 +79,10 @@ def write_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
             spacing,
         )
         grid = metadata_for_display_grid(labels_zyx.shape, spacing)
+    source = layer_meta.get("source_path")
+    if source and same_file(path, source):  # never write labels over the scan they belong to
+        raise NiftiError(f"{Path(path).name} is the scan these labels belong to; refusing to "
+                         "overwrite it: choose another file name")  # fmt: skip
     written = save_labels(labels_zyx, path, grid)
     record = layer_meta.get(LAYER_METADATA_KEY)
     if record is not None:

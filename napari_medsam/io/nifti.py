@@ -205,6 +205,8 @@ def load_nifti(path: str | os.PathLike, *, check_memory: bool = True) -> NiftiVo
         RGB voxels; too big for memory.
     """
     path = Path(path)
+    if path.is_dir():
+        raise NiftiError(f"{path}: is a directory, not a NIfTI file")
     if not path.is_file():
         raise NiftiError(f"{path}: no such file")
     try:

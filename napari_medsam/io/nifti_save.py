@@ -7,10 +7,8 @@ the source affine and a copy of the source header. Import from
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_medsam.io.errors import NiftiError, is_nifti_path, nifti_stem
+from napari_medsam.io.atomic import atomic_path
+from napari_medsam.io.errors import NiftiError, is_nifti_path
 from napari_medsam.io.orientation import (
     file_to_display_ornt,
     inverse_ornt,
@@ -192,15 +191,11 @@ def save_labels_nifti(
         # Header lost the affine (e.g. qform-only with shear); store it as the sform.
         img.header.set_sform(affine, code="aligned")
 
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    # Same folder (so the rename is atomic), nibabel picks compression from the suffix.
-    tmp_name = path.parent / f".{nifti_stem(path)}.{uuid.uuid4().hex[:8]}.partial{suffix}"
+    # Same folder (so the rename is atomic); nibabel picks compression from the suffix.
     try:
-        nib.save(img, tmp_name)
-        os.replace(tmp_name, path)
+        with atomic_path(path) as tmp:
+            nib.save(img, tmp)
     except Exception as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
         raise NiftiError(f"{path.name}: could not write labels ({exc})") from exc
     logger.info("saved labels %s (%s, file shape %s)", path, dtype.name, file_shape)
     return path

@@ -20,7 +20,6 @@ source's affine (spacing, origin, direction) to 1e-6 mm.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import uuid
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_medsam.io.atomic import atomic_path
 from napari_medsam.io.errors import NIFTI_SUFFIXES, NiftiError, is_nifti_path
 
 __all__ = [
@@ -177,13 +177,8 @@ def save_labels(
         return path
     suffix = next(s for s in SITK_SUFFIXES if path.name.lower().endswith(s))
     if suffix not in _DETACHED:
-        tmp = path.parent / f".{volume_stem(path)}.{uuid.uuid4().hex[:8]}.partial{suffix}"
-        try:
+        with atomic_path(path) as tmp:  # temporary file, fsync, rename
             write_sitk_labels(labels_ijk, tmp, metadata, dicom=False)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         return path
     # A header and a data file: write both under their final names in a temporary
     # folder, then move the data first and the header last.

@@ -99,17 +99,24 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     Raises
     ------
     CheckpointError
-        Missing file, corrupt or non-torch file, pickled code, or no weights.
+        Missing file, corrupt or non-torch file, pickled code, no weights, or
+        weights holding NaN / infinity.
     """
+    from napari_medsam.model.sanity import check_finite_weights
+
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
-        return unwrap_state_dict(_torch_load(path))
+        state = unwrap_state_dict(_torch_load(path))
     except CheckpointError as err:
         if str(err).startswith(path.name):
             raise
         raise CheckpointError(f"{path.name}: {err}") from None
+    check_finite_weights(state, path.name)  # NaN weights would paint nothing, silently
+    return state
 
 
 def state_dict_mismatch(

@@ -29,6 +29,7 @@ from napari_medsam.model.embedding_cache import DEFAULT_CACHE_BYTES, CacheInfo, 
 from napari_medsam.model.preprocess import preprocess_slices
 from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
 from napari_medsam.model.registry import LITEMEDSAM, ModelConfig, build_model
+from napari_medsam.model.sanity import check_engine_forward
 from napari_medsam.prompts.geometry import lowres_logits_to_slice
 from napari_medsam.types import SlicePrediction, SlicePrompt
 
@@ -270,13 +271,18 @@ def load_engine(
         state = read_state_dict(path)
         if detect_kind(state) == "medsa":
             if is_click_checkpoint(state):
-                return load_click_engine(state, dev, cache_bytes, source_name=path.name)
-            return _load_medsa(state, dev, cache_bytes, path)
+                engine = load_click_engine(state, dev, cache_bytes, source_name=path.name)
+            else:
+                engine = _load_medsa(state, dev, cache_bytes, path)
+            check_engine_forward(engine, path.name)
+            return engine
         config = config_for_state_dict(state)
     model = build_model(config)
     load_state_strict(model, state, path.name)
     logger.info("loaded %s from %s on %s", config.name, path, dev)
-    return SamEngine(model, config, device=dev, cache_bytes=cache_bytes)
+    engine = SamEngine(model, config, device=dev, cache_bytes=cache_bytes)
+    check_engine_forward(engine, path.name)  # finite logits on a tiny slice, or refused
+    return engine
 
 
 def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path):

@@ -6,6 +6,11 @@ change (written and fsynced on a saver thread), and a full snapshot every few
 seconds (on a second thread, while the journal goes on). Finding and restoring
 a saved session (:func:`find_session`, :func:`restore`) live in ``store`` and
 are re-exported here.
+
+Its health is visible: :attr:`Autosaver.health` says whether the last saves
+worked and why not, and ``on_health`` is called each time that flips (a
+failure, then the recovery). It never deletes a session it does not continue:
+a folder holding a damaged or unreadable session is set aside first.
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from napari_medsam.session.journal import SegmentWriter, encode_runs, segment_name
+from napari_medsam.session.recovery import holds_session_files, set_aside
+from napari_medsam.session.saver_parts import Copies, SaveHealth, reason_of
 from napari_medsam.session.state import SessionState
 from napari_medsam.session.store import (
+    Restored,
     SessionCorruptError,
     SessionInfo,
+    _scan_identity,
     base_entry,
     candidate_dirs,
     cleanup,
@@ -34,6 +43,7 @@ from napari_medsam.session.store import (
     find_session,
     read_session_info,
     restore,
+    restore_report,
     session_dir_for,
     write_pointer,
     write_session,
@@ -42,6 +52,8 @@ from napari_medsam.session.store import (
 
 __all__ = [
     "Autosaver",
+    "Restored",
+    "SaveHealth",
     "SessionCorruptError",
     "SessionInfo",
     "candidate_dirs",
@@ -50,6 +62,7 @@ __all__ = [
     "find_session",
     "read_session_info",
     "restore",
+    "restore_report",
     "session_dir_for",
     "write_session",
 ]
@@ -62,46 +75,6 @@ class _Item:
     generation: int
     labels_zyx: np.ndarray  # the saver's own copy, never written to
     state: dict
-
-
-class _Copies:
-    """The saver's copies of the volume, recycled once no thread needs them.
-
-    Fresh memory of a volume's size is slow to touch (page faults, huge-page
-    compaction: 0.1 to 0.5 s for 150 MB); copying into a recycled array is not.
-    """
-
-    def __init__(self, keep: int = 1) -> None:
-        self.keep = keep
-        self._lock = threading.Lock()
-        self._holds: dict[int, int] = {}  # id(array) -> number of holders
-        self._free: list[np.ndarray] = []
-
-    def copy_of(self, labels_zyx) -> np.ndarray:
-        """A C-contiguous copy of ``labels_zyx``, held once."""
-        labels_zyx = np.asarray(labels_zyx)
-        with self._lock:
-            fits = [
-                a for a in self._free if (a.shape, a.dtype) == (labels_zyx.shape, labels_zyx.dtype)
-            ]
-            self._free = [a for a in self._free if not any(a is b for b in fits[:1])]
-        copy = fits[0] if fits else np.empty(labels_zyx.shape, labels_zyx.dtype)
-        np.copyto(copy, labels_zyx)
-        with self._lock:
-            self._holds[id(copy)] = 1
-        return copy
-
-    def hold(self, array: np.ndarray) -> None:
-        with self._lock:
-            self._holds[id(array)] += 1
-
-    def release(self, array: np.ndarray) -> None:
-        with self._lock:
-            left = self._holds.pop(id(array)) - 1
-            if left:
-                self._holds[id(array)] = left
-            elif len(self._free) < self.keep:
-                self._free.append(array)
 
 
 class Autosaver:
@@ -135,6 +108,15 @@ class Autosaver:
         Longest ``mark_dirty`` waits for the previous change to be saved.
     max_journal_bytes : int
         Journal size that triggers a snapshot before the interval.
+    on_health : callable, optional
+        Called with a :class:`SaveHealth` (on a saver thread) each time saving
+        starts failing or works again.
+
+    Attributes
+    ----------
+    set_aside_to : Path or None
+        Where a damaged session found in ``session_dir`` was moved before this
+        autosaver started (None: there was none).
     """
 
     def __init__(
@@ -145,8 +127,12 @@ class Autosaver:
         max_pending: int = 4,
         max_wait_s: float = 3.0,
         max_journal_bytes: int = 32 << 20,
+        on_health: Callable[[SaveHealth], None] | None = None,
     ) -> None:
         self.session_dir = Path(session_dir)
+        self.on_health = on_health
+        self._failing: dict[str, str] = {}  # part ("journal", "snapshot") -> reason
+        self._health_lock = threading.Lock()
         self.snapshot_interval_s = float(snapshot_interval_s)
         self.on_error = on_error
         self.max_pending, self.max_wait_s = max(1, int(max_pending)), float(max_wait_s)
@@ -156,6 +142,12 @@ class Autosaver:
         for stale in self.session_dir.glob(".*.tmp-*"):  # left by a process killed mid-save
             stale.unlink(missing_ok=True)
         existing = read_session_info(self.session_dir)
+        self.set_aside_to: Path | None = None
+        if holds_session_files(self.session_dir) and (
+            existing is None or existing.recovered or existing.notes
+        ):  # never continue (and so clean up) a session that is not intact: keep it aside
+            self.set_aside_to = set_aside(self.session_dir, "damaged")
+            existing = None
         self._generation = existing.generation if existing else 0
         self.saved_generation = self._done = self._generation
         self.lineage: str | None = None
@@ -170,7 +162,7 @@ class Autosaver:
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._snapper: threading.Thread | None = None
-        self._copies = _Copies()
+        self._copies = Copies()
         self._thread = threading.Thread(
             target=self._run, name="napari-medsam-autosave", daemon=True
         )
@@ -284,9 +276,32 @@ class Autosaver:
                 self._end_segment()
                 return
 
-    def _report(self, exc: BaseException) -> None:
-        logger.exception("autosave to %s failed", self.session_dir)
+    @property
+    def health(self) -> SaveHealth:
+        """Whether the last journal append and the last snapshot worked."""
+        with self._health_lock:
+            reason = "; ".join(self._failing.values())
+        return SaveHealth(not reason, reason, self.session_dir)
+
+    def _set_health(self, part: str, exc: BaseException | None) -> None:
+        with self._health_lock:
+            was_ok = not self._failing
+            if exc is None:
+                self._failing.pop(part, None)
+            else:
+                self._failing[part] = f"{part} failed: {reason_of(exc)}"
+            flipped = was_ok != (not self._failing)
+        if flipped and self.on_health is not None:
+            try:
+                self.on_health(self.health)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the saver
+                logger.exception("autosave health listener failed")
+
+    def _report(self, exc: BaseException, part: str = "journal") -> None:
+        logger.error("autosave to %s failed: %s", self.session_dir, reason_of(exc))
+        logger.debug("autosave failure", exc_info=exc)
         self.last_error = exc
+        self._set_health(part, exc)
         if self.on_error is not None:
             self.on_error(exc)
 
@@ -308,6 +323,7 @@ class Autosaver:
             self._base = item
             self._since_snapshot += 1
             saved = True
+            self._set_health("journal", None)
         except Exception as exc:  # a failed save must not kill the saver
             self._report(exc)
             self._end_segment()
@@ -322,12 +338,15 @@ class Autosaver:
             self._writing = False
             self._cond.notify_all()
 
-    def _new_segment(self, lineage: str, base_generation: int, labels_zyx: np.ndarray) -> None:
+    def _new_segment(
+        self, lineage: str, base_generation: int, labels_zyx: np.ndarray, from_zero: bool = False
+    ) -> None:
         header = {
             "lineage": lineage,
             "base": int(base_generation),
             "shape_zyx": list(labels_zyx.shape),
             "dtype": labels_zyx.dtype.str,
+            "from_zero": bool(from_zero),  # a lineage's start: its base is all zeros
         }
         self._writer = SegmentWriter(
             self.session_dir / segment_name(lineage, base_generation), header
@@ -348,7 +367,7 @@ class Autosaver:
         self._end_segment()
         self.session_dir.mkdir(parents=True, exist_ok=True)
         lineage, zero_generation = uuid.uuid4().hex[:16], item.generation - 1
-        self._new_segment(lineage, zero_generation, item.labels_zyx)
+        self._new_segment(lineage, zero_generation, item.labels_zyx, from_zero=True)
         runs = encode_runs(None, item.labels_zyx.reshape(-1))
         self._writer.append(item.generation, zero_generation, runs, item.state, time.time())
         bases = [base_entry(zero_generation, None, None)]
@@ -369,7 +388,7 @@ class Autosaver:
             self._end_segment()
             self._new_segment(self.lineage, base.generation, base.labels_zyx)
         except Exception as exc:
-            self._report(exc)
+            self._report(exc, "snapshot")
             self._copies.release(base.labels_zyx)
             self._base, self._since_snapshot = None, 0  # the next change starts a new lineage
             return
@@ -387,14 +406,17 @@ class Autosaver:
 
     def _write_snapshot(self, lineage: str, base: _Item, bases: list[dict]) -> None:
         try:
-            name = write_snapshot(self.session_dir, base.generation, base.labels_zyx)
+            scan = _scan_identity(base.state.get("scan_path"))
+            meta = {"lineage": lineage, "state": base.state, "scan": scan}
+            name = write_snapshot(self.session_dir, base.generation, base.labels_zyx, meta)
             older = [b for b in bases if b["labels_file"]][:1]  # the fallback
             bases = [base_entry(base.generation, name, base.state), *older]
             write_pointer(self.session_dir, lineage, bases, base.labels_zyx, base.state)
             self._bases = bases
             cleanup(self.session_dir, lineage, bases)
+            self._set_health("snapshot", None)
         except Exception as exc:
-            self._report(exc)
+            self._report(exc, "snapshot")
         finally:
             self._copies.release(base.labels_zyx)
             with self._cond:

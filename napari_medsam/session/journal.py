@@ -204,6 +204,110 @@ def parse_segment_name(name: str) -> tuple[str, int] | None:
     return (m.group(1), int(m.group(2))) if m else None
 
 
+@dataclass(frozen=True)
+class SegmentRead:
+    """What :func:`read_segment_report` found in a segment.
+
+    Attributes
+    ----------
+    header : dict or None
+        The segment's header (lineage, base, shape_zyx, dtype); None if unreadable.
+    records : list of ChangeRecord
+        Every complete record before the first bad one, in order.
+    torn : bool
+        Bytes after the last complete record were dropped.
+    damaged_at : int or None
+        Byte offset of a damaged record that is not a torn tail (a complete frame
+        with a bad checksum, or valid records after the bad bytes); None otherwise.
+    dropped_seqs : tuple of int
+        Generations of the valid records found after the damage (not replayed).
+    """
+
+    header: dict | None
+    records: list[ChangeRecord]
+    torn: bool
+    damaged_at: int | None = None
+    dropped_seqs: tuple[int, ...] = ()
+
+
+def _frame_at(data: bytes, pos: int, magic: bytes) -> tuple[dict, bytes, int] | None:
+    """``(header fields, payload, end)`` of a valid record at ``pos``, or None."""
+    if pos + _FRAME.size > len(data):
+        return None
+    got, n_head, n_pay, crc = _FRAME.unpack_from(data, pos)
+    body = pos + _FRAME.size
+    end = body + n_head + n_pay
+    if got != magic or n_head > _MAX_HEADER or end > len(data):
+        return None
+    head, payload = data[body : body + n_head], data[body + n_head : end]
+    if zlib.crc32(payload, zlib.crc32(head)) != crc:
+        return None
+    try:
+        fields = json.loads(head.decode("utf-8"))
+    except ValueError:
+        return None
+    return (fields, payload, end) if isinstance(fields, dict) else None
+
+
+def _record(fields: dict, payload: bytes) -> ChangeRecord:
+    return ChangeRecord(
+        int(fields["seq"]),
+        int(fields["prev"]),
+        float(fields["t"]),
+        fields.get("state"),
+        int(fields["n"]),
+        payload,
+    )
+
+
+def _records_after(data: bytes, pos: int) -> list[int]:
+    """Generations of the valid change records that start after byte ``pos``."""
+    seqs, at = [], data.find(RECORD_MAGIC, pos + 1)
+    while at >= 0:
+        frame = _frame_at(data, at, RECORD_MAGIC)
+        if frame is not None:
+            try:
+                seqs.append(_record(*frame[:2]).seq)
+            except (ValueError, KeyError, TypeError):
+                frame = None
+        at = data.find(RECORD_MAGIC, frame[2] if frame else at + 1)
+    return seqs
+
+
+def read_segment_report(path: str | Path) -> SegmentRead:
+    """Read a segment up to its first incomplete or corrupt record, and say what was dropped.
+
+    A torn tail (the record being appended when the process died: short, and no
+    valid record after it) is normal and costs only that record. Anything else
+    (a complete record with a bad checksum, or valid records after bad bytes) is
+    damage: ``damaged_at`` and ``dropped_seqs`` describe it.
+    """
+    data = Path(path).read_bytes()
+    header, records, pos = None, [], 0
+    while pos + _FRAME.size <= len(data):
+        frame = _frame_at(data, pos, HEAD_MAGIC if header is None else RECORD_MAGIC)
+        if frame is None:
+            break
+        fields, payload, end = frame
+        try:
+            if header is None:
+                header = fields
+            else:
+                records.append(_record(fields, payload))
+        except (ValueError, KeyError, TypeError):
+            break
+        pos = end
+    if pos >= len(data):
+        return SegmentRead(header, records, False)
+    dropped = tuple(_records_after(data, pos))
+    complete = False
+    if pos + _FRAME.size <= len(data):
+        _, n_head, n_pay, _ = _FRAME.unpack_from(data, pos)
+        complete = pos + _FRAME.size + n_head + n_pay <= len(data) and n_head <= _MAX_HEADER
+    damaged = bool(dropped) or complete
+    return SegmentRead(header, records, True, pos if damaged else None, dropped)
+
+
 def read_segment(path: str | Path) -> tuple[dict | None, list[ChangeRecord], bool]:
     """Read a segment up to its first incomplete or corrupt record.
 
@@ -216,37 +320,8 @@ def read_segment(path: str | Path) -> tuple[dict | None, list[ChangeRecord], boo
     torn : bool
         True when bytes after the last complete record were dropped.
     """
-    data = Path(path).read_bytes()
-    header, records, pos = None, [], 0
-    while pos + _FRAME.size <= len(data):
-        magic, n_head, n_pay, crc = _FRAME.unpack_from(data, pos)
-        body = pos + _FRAME.size
-        end = body + n_head + n_pay
-        expected = HEAD_MAGIC if header is None else RECORD_MAGIC
-        if magic != expected or n_head > _MAX_HEADER or end > len(data):
-            break
-        head, payload = data[body : body + n_head], data[body + n_head : end]
-        if zlib.crc32(payload, zlib.crc32(head)) != crc:
-            break
-        try:
-            fields = json.loads(head.decode("utf-8"))
-            if header is None:
-                header = fields
-            else:
-                records.append(
-                    ChangeRecord(
-                        int(fields["seq"]),
-                        int(fields["prev"]),
-                        float(fields["t"]),
-                        fields.get("state"),
-                        int(fields["n"]),
-                        payload,
-                    )
-                )
-        except (ValueError, KeyError, TypeError):
-            break
-        pos = end
-    return header, records, pos < len(data)
+    got = read_segment_report(path)
+    return got.header, got.records, got.torn
 
 
 class SegmentWriter:

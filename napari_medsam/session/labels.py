@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_medsam.io.atomic import atomic_write_text
 from napari_medsam.session.presets import default_color, preset_id, preset_name
 
 FORMAT = "napari-medsam-labels"
@@ -327,9 +328,9 @@ class LabelRegistry:
             The paths written (keys as :func:`sidecar_paths`).
         """
         paths = sidecar_paths(nifti_path)
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        paths["itksnap"].write_text(self.to_itksnap(), encoding="utf-8")
-        paths["slicer"].write_text(self.to_slicer_ctbl(), encoding="utf-8")
+        atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(paths["itksnap"], self.to_itksnap())
+        atomic_write_text(paths["slicer"], self.to_slicer_ctbl())
         return paths
 
     @classmethod

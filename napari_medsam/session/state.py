@@ -60,6 +60,9 @@ class SessionState:
         (lo, hi) intensity window in use.
     model : str or None
         Name of the engine used.
+    affine_ras : tuple of 16 float or None
+        The scan's voxel-to-RAS affine (row-major 4 x 4), to check that a
+        restored session lies on the same grid.
     """
 
     scan_path: str | None = None
@@ -70,6 +73,7 @@ class SessionState:
     corrected: dict[int, set[int]] = field(default_factory=dict)
     window: tuple[float, float] | None = None
     model: str | None = None
+    affine_ras: tuple[float, ...] | None = None
 
     # -- prompts -----------------------------------------------------------------
     def set_prompt(self, label: int, z: int, prompt: SlicePrompt) -> None:
@@ -143,6 +147,7 @@ class SessionState:
             },
             "window": None if self.window is None else [float(v) for v in self.window],
             "model": self.model,
+            "affine_ras": None if self.affine_ras is None else [float(v) for v in self.affine_ras],
         }
 
     @classmethod
@@ -167,4 +172,7 @@ class SessionState:
             if d.get("window") is None
             else (float(d["window"][0]), float(d["window"][1])),
             model=d.get("model"),
+            affine_ras=None
+            if d.get("affine_ras") is None
+            else tuple(float(v) for v in d["affine_ras"]),
         )

@@ -14,14 +14,20 @@ after it, each a sparse diff plus the session state. :func:`restore` loads the
 newest readable base and replays the complete journal records after it; a
 record torn by a kill ends the replay, losing only that record's change.
 
-Crash safety: snapshots and the pointer are written through a temporary file
-and ``os.replace``; journal records are appended and fsynced one by one, and a
+Crash safety: snapshots and the pointer are written with
+:func:`napari_medsam.io.atomic.atomic_write` (temporary file, fsync, rename); journal records are appended and fsynced one by one, and a
 lineage's pointer is written only after its first record. The pointer keeps the
 previous snapshot as a fallback (with the journal from it): if the newest
 snapshot is unreadable, :func:`restore` falls back to it and still replays
 every change. Only when no base can be read does it raise
 :class:`SessionCorruptError`. Journals of another lineage (another autosaver,
 another scan) or whose header names another shape or dtype are ignored.
+
+Nothing is lost silently: an unreadable or missing pointer is rebuilt from the
+newest readable snapshot and journal (:mod:`.recovery`); a damaged journal, a
+missing change or an unreadable snapshot is named in :attr:`SessionInfo.notes`
+and :attr:`Restored.notes`; cleanup deletes old snapshots only once the new one
+reads back.
 """
 
 from __future__ import annotations
@@ -30,22 +36,19 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from napari_medsam.session.journal import (
-    apply_runs,
-    parse_segment_name,
-    read_segment,
-)
+from napari_medsam.io.atomic import atomic_write
+from napari_medsam.session.journal import parse_segment_name
 from napari_medsam.session.labels import sidecar_stem
+from napari_medsam.session.recovery import holds_session_files, recover_pointer, set_aside
+from napari_medsam.session.replay import SessionCorruptError, replay
 from napari_medsam.session.state import SessionState
 
 logger = logging.getLogger(__name__)
@@ -53,11 +56,6 @@ logger = logging.getLogger(__name__)
 FORMAT = "napari-medsam-session"
 SESSION_SUFFIX = ".medsam-session"
 POINTER = "session.json"
-PATTERNS = (POINTER, "labels-*.npz", "journal-*.bin", ".*.tmp-*")  # everything a session writes
-
-
-class SessionCorruptError(ValueError):
-    """A saved session exists but none of its snapshots can be read."""
 
 
 def default_cache_root() -> Path:
@@ -101,22 +99,21 @@ def _scan_identity(scan_path: str | None) -> dict | None:
     return {"path": str(Path(scan_path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _write_atomic(path: Path, write: Callable) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def write_snapshot(
+    session_dir: Path, generation: int, labels_zyx: np.ndarray, meta: dict | None = None
+) -> str:
+    """Write ``labels-<generation>.npz``: the labels and (as JSON bytes) ``meta``.
 
-
-def write_snapshot(session_dir: Path, generation: int, labels_zyx: np.ndarray) -> str:
+    ``meta`` (lineage, generation, state, scan) lets :mod:`.recovery` rebuild a
+    lost ``session.json`` from the snapshot alone.
+    """
     name = f"labels-{int(generation):08d}.npz"
-    _write_atomic(session_dir / name, lambda f: np.savez_compressed(f, labels_zyx=labels_zyx))
+    meta = {"generation": int(generation), **(meta or {})}
+    meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+    atomic_write(
+        session_dir / name,
+        lambda f: np.savez_compressed(f, labels_zyx=labels_zyx, meta=meta_bytes),
+    )
     return name
 
 
@@ -143,15 +140,23 @@ def write_pointer(
         "bases": bases,
     }
     data = (json.dumps(pointer, indent=1) + "\n").encode("utf-8")
-    _write_atomic(session_dir / POINTER, lambda f: f.write(data))
+    atomic_write(session_dir / POINTER, lambda f: f.write(data))
 
 
 def _read_pointer(session_dir: Path) -> dict | None:
     """The pointer, version 1 (one snapshot, no journal) read as version 2; None if unusable."""
+    return _pointer_and_problem(session_dir)[0]
+
+
+def _pointer_and_problem(session_dir: Path) -> tuple[dict | None, str]:
+    """``(pointer, "")``, or ``(None, what is wrong with it)``."""
+    path = session_dir / POINTER
+    if not path.exists():
+        return None, f"{POINTER} is missing"
     try:
-        pointer = json.loads((session_dir / POINTER).read_text(encoding="utf-8"))
-        if pointer.get("format") != FORMAT:
-            return None
+        pointer = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(pointer, dict) or pointer.get("format") != FORMAT:
+            return None, f"{POINTER} is not a napari-medsam session file"
         if int(pointer.get("version", 1)) == 1:
             pointer["lineage"] = None
             pointer["bases"] = [
@@ -161,16 +166,52 @@ def _read_pointer(session_dir: Path) -> dict | None:
             ]
             pointer["bases"][0]["saved_at"] = float(pointer["saved_at"])
         elif int(pointer["version"]) > 2:
-            return None
+            return None, f"{POINTER} is of a newer napari-medsam (version {pointer['version']})"
         pointer["shape_zyx"] = tuple(int(s) for s in pointer["shape_zyx"])
         pointer["dtype"] = np.dtype(pointer["dtype"])
-        return pointer
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return pointer, ""
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return None, f"{POINTER} is unreadable ({type(exc).__name__}: {exc})"
+
+
+def read_pointer_or_recover(session_dir: str | Path) -> tuple[dict | None, list[str]]:
+    """The folder's pointer, else one rebuilt from its snapshots and journal (see :mod:`.recovery`).
+
+    Returns
+    -------
+    pointer : dict or None
+        None when the folder holds no readable session at all.
+    notes : list of str
+        Empty for an intact pointer; else what was wrong and what it was rebuilt from.
+    """
+    session_dir = Path(session_dir)
+    pointer, problem = _pointer_and_problem(session_dir)
+    if pointer is not None or not holds_session_files(session_dir):
+        return pointer, []
+    recovered = recover_pointer(session_dir, problem)
+    if recovered is None:
+        return None, [problem, "no snapshot or journal of it can be read"]
+    return recovered
+
+
+def _snapshot_reads_back(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None and "labels_zyx.npy" in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def cleanup(session_dir: Path, lineage: str, bases: list[dict]) -> None:
-    """Delete the snapshots and journal segments that ``bases`` do not need."""
+    """Delete the snapshots and journal segments that ``bases`` do not need.
+
+    Nothing is deleted unless the newest base's snapshot reads back (zip CRCs
+    checked): cleanup never removes the only readable copy.
+    """
+    newest = bases[0]["labels_file"] if bases else None
+    if newest is None or not _snapshot_reads_back(session_dir / newest):
+        logger.warning("session %s: not cleaning up, %s does not read back", session_dir, newest)
+        return
     keep = {b["labels_file"] for b in bases}
     for old in session_dir.glob("labels-*.npz"):
         if old.name not in keep:
@@ -207,111 +248,12 @@ def write_session(
     session_dir.mkdir(parents=True, exist_ok=True)
     labels_zyx = np.asarray(labels_zyx)
     lineage = uuid.uuid4().hex[:16]
-    bases = [base_entry(generation, write_snapshot(session_dir, generation, labels_zyx), state)]
+    meta = {"lineage": lineage, "state": state, "scan": _scan_identity(state.get("scan_path"))}
+    name = write_snapshot(session_dir, generation, labels_zyx, meta)
+    bases = [base_entry(generation, name, state)]
     write_pointer(session_dir, lineage, bases, labels_zyx, state)
     cleanup(session_dir, lineage, bases)
     return session_dir / POINTER
-
-
-def _segments(session_dir: Path, pointer: dict) -> list[tuple[int, Path]]:
-    """``(base generation, path)`` of the pointer lineage's journal segments, in order."""
-    found = []
-    for path in session_dir.glob(f"journal-{pointer['lineage']}-*.bin"):
-        parsed = parse_segment_name(path.name)
-        if parsed and parsed[0] == pointer["lineage"]:
-            found.append((parsed[1], path))
-    return sorted(found)
-
-
-def _load_base(session_dir: Path, base: dict, pointer: dict) -> np.ndarray:
-    shape, dtype = pointer["shape_zyx"], pointer["dtype"]
-    if base["labels_file"] is None:
-        return np.zeros(shape, dtype)
-    path = session_dir / base["labels_file"]
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise ValueError("damaged (not a .npz file)")
-    with np.load(path, allow_pickle=False) as npz:
-        labels_zyx = np.array(npz["labels_zyx"])
-    if labels_zyx.shape != shape or labels_zyx.dtype != dtype:
-        raise ValueError(f"holds {labels_zyx.shape} {labels_zyx.dtype}, not {shape} {dtype}")
-    return labels_zyx
-
-
-@dataclass(frozen=True)
-class _Replayed:
-    generation: int
-    saved_at: float
-    state: dict
-    labels_zyx: np.ndarray | None
-
-
-def _records(session_dir: Path, pointer: dict, generation: int):
-    """``(segment path, record)`` of the pointer lineage's journal, from ``generation`` on."""
-    segments = _segments(session_dir, pointer) if pointer["lineage"] else []
-    for i, (_, path) in enumerate(segments):
-        if i + 1 < len(segments) and segments[i + 1][0] <= generation:
-            continue  # every record of this segment is in the base already
-        header, records, torn = read_segment(path)
-        if (
-            header is None
-            or header.get("lineage") != pointer["lineage"]
-            or (tuple(header.get("shape_zyx") or ()), header.get("dtype"))
-            != (pointer["shape_zyx"], pointer["dtype"].str)
-        ):
-            logger.warning("ignoring the journal %s: not of this session", path)
-            continue
-        yield from ((path, rec) for rec in records)
-        if torn:
-            logger.info("dropped the incomplete last record of %s", path)
-
-
-def _replay_journal(session_dir, pointer, base, labels_zyx) -> _Replayed:
-    """Apply the journal records after ``base`` to ``labels_zyx`` (None: only follow them)."""
-    generation, saved_at, state = base["generation"], base["saved_at"], base["state"]
-    flat = None if labels_zyx is None else labels_zyx.reshape(-1)
-    for path, rec in _records(session_dir, pointer, generation):
-        if rec.seq <= generation:
-            continue
-        try:
-            if rec.prev != generation:
-                raise ValueError("a change is missing")
-            if flat is not None:
-                apply_runs(flat, rec.runs(pointer["dtype"]))  # checks before writing
-        except ValueError as exc:
-            logger.warning("journal %s: stopped after generation %d: %s", path, generation, exc)
-            break
-        generation, saved_at = rec.seq, rec.time
-        state = rec.state if rec.state is not None else state
-    if state is None:
-        raise ValueError("its journal holds no change")
-    return _Replayed(generation, saved_at, state, labels_zyx)
-
-
-def _replay(session_dir: Path, pointer: dict, load_labels: bool) -> _Replayed:
-    """The latest state of a session: the newest readable base plus its journal."""
-    problems = []
-    for base in pointer["bases"]:
-        name = base["labels_file"] or "the journal"
-        try:
-            if load_labels:
-                labels_zyx = _load_base(session_dir, base, pointer)
-            elif base["labels_file"] is not None and not (session_dir / name).is_file():
-                raise FileNotFoundError("missing")
-            else:
-                labels_zyx = None
-            replayed = _replay_journal(session_dir, pointer, base, labels_zyx)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        if problems:
-            logger.warning(
-                "session %s: restored from an older snapshot (%s)", session_dir, "; ".join(problems)
-            )
-        return replayed
-    raise SessionCorruptError(
-        f"The autosaved session in {session_dir} cannot be read ({'; '.join(problems)}). "
-        "Its files are left as they are."
-    )
 
 
 @dataclass(frozen=True)
@@ -322,15 +264,24 @@ class SessionInfo:
     ----------
     session_dir : Path
     generation : int
-        The last change saved (snapshot plus journal).
+        The last change that can be restored (snapshot plus journal).
     saved_at : float
         POSIX time of that change's save.
     shape_zyx : tuple of int
     scan_matches : bool
         False when the scan's size or modification time differ from when the
-        session was saved (the file changed: restoring is probably wrong).
+        session was saved (the file changed, or is a copy: ask before restoring).
     label_names : dict
         id -> name of the saved labels, for the "restore?" question.
+    notes : tuple of str
+        What is wrong with the saved files and what a restore would lose (empty
+        when the session is intact).
+    recovered : bool
+        ``session.json`` was unreadable or missing and was rebuilt from the files.
+    saved_scan : dict or None
+        ``{"path", "size", "mtime_ns"}`` of the scan when the session was saved.
+    affine_ras : np.ndarray or None
+        (4, 4) affine of the scan the session was saved for, when recorded.
     """
 
     session_dir: Path
@@ -339,6 +290,11 @@ class SessionInfo:
     shape_zyx: tuple[int, ...]
     scan_matches: bool
     label_names: dict[int, str]
+    notes: tuple[str, ...] = ()
+    recovered: bool = False
+    saved_scan: dict | None = None
+    affine_ras: np.ndarray | None = field(default=None, compare=False)
+    pointer: dict | None = field(default=None, repr=False, compare=False)
 
 
 def read_session_info(
@@ -346,14 +302,21 @@ def read_session_info(
 ) -> SessionInfo | None:
     """Describe the session saved in a folder (reads the journal, not the volumes).
 
-    Returns None when there is no session, or its files are missing.
+    A missing or unreadable ``session.json`` is rebuilt from the folder's
+    snapshots and journal (``recovered``, with ``notes``).
+
+    Returns None when the folder holds nothing that can be restored (see
+    :func:`~napari_medsam.session.recovery.holds_session_files` for whether it
+    holds files at all).
     """
     session_dir = Path(session_dir)
-    pointer = _read_pointer(session_dir)
+    pointer, notes = read_pointer_or_recover(session_dir)
     if pointer is None:
+        if notes:
+            logger.warning("session %s: %s", session_dir, "; ".join(notes))
         return None
     try:
-        latest = _replay(session_dir, pointer, load_labels=False)
+        latest = replay(session_dir, pointer, load_labels=False)
     except SessionCorruptError as exc:
         logger.warning("%s", exc)
         return None
@@ -364,8 +327,19 @@ def read_session_info(
     )
     labels = latest.state.get("labels") or {}
     names = {int(d["id"]): str(d["name"]) for d in labels.get("labels", [])}
+    affine = latest.state.get("affine_ras")
     return SessionInfo(
-        session_dir, latest.generation, latest.saved_at, pointer["shape_zyx"], bool(matches), names
+        session_dir,
+        latest.generation,
+        latest.saved_at,
+        pointer["shape_zyx"],
+        bool(matches),
+        names,
+        tuple(notes) + latest.notes,
+        bool(pointer.get("recovered")),
+        saved_scan or None,
+        None if affine is None else np.asarray(affine, float).reshape(4, 4),
+        pointer,
     )
 
 
@@ -376,20 +350,33 @@ def find_session(scan_path: str | Path, cache_root: str | Path | None = None) ->
     return max(found, key=lambda f: f.saved_at) if found else None
 
 
-def restore(session: SessionInfo | str | Path) -> tuple[np.ndarray, SessionState]:
-    """Load a saved session: its newest readable snapshot plus every complete journal record.
+@dataclass(frozen=True)
+class Restored:
+    """A restored session.
+
+    Attributes
+    ----------
+    labels_zyx : np.ndarray
+        (Z, Y, X) labels after the last change restored.
+    state : SessionState
+    generation : int
+    notes : tuple of str
+        What could not be restored (empty: everything saved came back).
+    """
+
+    labels_zyx: np.ndarray
+    state: SessionState
+    generation: int
+    notes: tuple[str, ...]
+
+
+def restore_report(session: SessionInfo | str | Path) -> Restored:
+    """Load a saved session and say what, if anything, could not be restored.
 
     Parameters
     ----------
     session : SessionInfo or path
         From :func:`find_session`, or a session folder.
-
-    Returns
-    -------
-    labels_zyx : np.ndarray
-        (Z, Y, X) labels after the last change saved.
-    state : SessionState
-        The session state after that change.
 
     Raises
     ------
@@ -399,20 +386,45 @@ def restore(session: SessionInfo | str | Path) -> tuple[np.ndarray, SessionState
         The folder holds no session.
     """
     session_dir = session.session_dir if isinstance(session, SessionInfo) else Path(session)
-    pointer = _read_pointer(session_dir)
+    pointer = session.pointer if isinstance(session, SessionInfo) else None
+    notes: list[str] = []
+    if pointer is None:
+        pointer, notes = read_pointer_or_recover(session_dir)
+    elif pointer.get("recovered") and isinstance(session, SessionInfo):
+        notes = [n for n in session.notes if POINTER in n][:1]
     if pointer is None:
         raise FileNotFoundError(f"no readable {POINTER} in {session_dir}")
-    latest = _replay(session_dir, pointer, load_labels=True)
-    return latest.labels_zyx, SessionState.from_dict(latest.state)
+    latest = replay(session_dir, pointer, load_labels=True)
+    state = SessionState.from_dict(latest.state)
+    return Restored(latest.labels_zyx, state, latest.generation, tuple(notes) + latest.notes)
 
 
-def discard(session_dir: str | Path) -> None:
-    """Delete a saved session (the user declined to restore it)."""
+def restore(session: SessionInfo | str | Path) -> tuple[np.ndarray, SessionState]:
+    """Load a saved session: its newest readable snapshot plus every complete journal record.
+
+    Returns
+    -------
+    labels_zyx : np.ndarray
+        (Z, Y, X) labels after the last change saved.
+    state : SessionState
+        The session state after that change.
+
+    See :func:`restore_report` (which also says what could not be restored) for
+    the parameters and errors.
+    """
+    got = restore_report(session)
+    return got.labels_zyx, got.state
+
+
+def discard(session_dir: str | Path) -> Path | None:
+    """Set a saved session aside (the user declined it): renamed, never deleted.
+
+    Returns
+    -------
+    Path or None
+        The folder's new name; None when there was nothing to set aside.
+    """
     session_dir = Path(session_dir)
-    for pattern in PATTERNS:
-        for path in session_dir.glob(pattern):
-            path.unlink(missing_ok=True)
-    try:
-        session_dir.rmdir()
-    except OSError:
-        pass
+    if not holds_session_files(session_dir):
+        return None
+    return set_aside(session_dir, "discarded")

@@ -115,11 +115,21 @@ def segment_slice(
         Before embedding and before predicting.
     SliceMask
         Last item: (Y, X) bool mask of slice ``z`` (a copy) with the low-res logits.
+
+    Raises
+    ------
+    ValueError
+        An empty prompt, or a slice that is blank in the window (nothing to segment).
     """
     if prompt.is_empty:
         raise ValueError("the prompt has neither clicks nor a box")
     yield Progress(job_id, 0, 2, f"embedding slice {z}")
     image_yx = windowed_slice(volume_zyx, z, window)
+    if float(np.ptp(image_yx)) < 1e-6:  # a model still draws a plausible mask on nothing
+        raise ValueError(
+            f"slice {z} is blank in the intensity window [{window.lo:g}, {window.hi:g}] "
+            "(all NaN, or one flat value): nothing to segment there"
+        )
     if negatives_from_yx is not None and np.shape(negatives_from_yx) != image_yx.shape:
         raise ValueError(
             f"labels of shape {np.shape(negatives_from_yx)} for a slice of shape {image_yx.shape}"

@@ -27,11 +27,11 @@ import json
 import logging
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from napari_medsam.io.atomic import atomic_write_text
 from napari_medsam.model.medsa.build import (
     backbone_spec,
     backbone_state_dict_from,
@@ -221,7 +221,7 @@ def _jsonable(obj):
 def _save_outputs(config, model, optimizer, step, epoch, rng, history, full) -> None:
     save_medsa(model, config.out, full=full)
     save_state(config.state_path, model, optimizer, step, epoch, rng, history, config.to_dict())
-    Path(str(config.out) + ".history.json").write_text(json.dumps(history, indent=1))
+    atomic_write_text(str(config.out) + ".history.json", json.dumps(history, indent=1))
 
 
 def finetune(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_medsam.io.atomic import atomic_write
 from napari_medsam.model.medsa.checkpoint import backbone_fingerprint, medsa_state_dict
 from napari_medsam.model.medsa.config import is_medsa_key
 
@@ -48,10 +49,7 @@ def save_state(
         "config": dict(config),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

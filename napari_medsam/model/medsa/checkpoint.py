@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from napari_medsam.io.atomic import atomic_write
 from napari_medsam.model.medsa.build import (
     backbone_state_dict_from,
     build_medsa,
@@ -98,8 +99,8 @@ def save_medsa(model: MedSAModel, path: str | Path, full: bool = False) -> Path:
     if full:
         payload["backbone_state_dict"] = backbone
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
-    return path
+    # atomically: a full disk or a kill mid-save leaves an existing checkpoint as it was
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def is_medsa_payload(obj: Any) -> bool:

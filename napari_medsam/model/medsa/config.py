@@ -57,10 +57,31 @@ class MedSAConfig:
     depth: int = 8
 
     def __post_init__(self) -> None:
+        for name, kinds in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            # bool is an int subclass: a flag is never a number, a number never a flag
+            if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+                raise MedSAError(
+                    f"config value {name} must be {_KIND_NAMES[kinds]}, got {value!r} "
+                    f"({type(value).__name__})"
+                )
         if not 0 < self.adapter_ratio <= 4:
             raise MedSAError(f"adapter_ratio must be in (0, 4], got {self.adapter_ratio}")
         if self.depth < 1:
             raise MedSAError(f"depth must be >= 1, got {self.depth}")
+
+
+_FIELD_TYPES = {
+    "backbone": (str,),
+    "adapter_ratio": (int, float),
+    "mlp_scale": (int, float),
+    "sd_trans": (bool,),
+    "hyp_adapter": (bool,),
+    "click_embed": (bool,),
+    "depth": (int,),
+}
+_KIND_NAMES = {(str,): "a string", (int, float): "a number", (bool,): "true or false",
+               (int,): "an integer"}  # fmt: skip
 
 
 def is_medsa_key(key: str) -> bool:
