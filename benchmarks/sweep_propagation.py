@@ -1,246 +1,244 @@
-"""Sweep propagation's stop thresholds with a real engine on a labelled scan.
+"""Sweep propagation's stop rules and mask prompt on thick and thin labelled scans.
 
-For each organ, the truth's mask on the slice where the organ is largest seeds
-:func:`napari_medsam.tasks.propagate.propagate`, run up and down with no stop
-rule but an empty mask (``stop_score=-inf``, ``stop_overlap=0``,
-``min_area=1``); every predicted slice's score, IoU with the previous slice's
-mask and area are recorded. Each slice is prompted from the slice before and a
-stop depends only on the slices before, so a run with thresholds T is the
-recorded chain cut at its first slice where
-:func:`~napari_medsam.tasks.propagate.ends_direction` holds: every threshold
-pair is replayed offline from one model run per organ, and scored by the 3D
-Dice of seed + kept slices against the truth.
+For each object of each case (``propagation_cases.py``: a 5 mm lung CT, 6.5 mm
+brain MR, 7.5 mm spinal-cord MR, two 3.3 mm sarcoma CTs, five organs of a 3 mm
+abdominal CT), a loose box (``napari_medsam.evaluation.boxes.loose_box``,
+seeded) on the object's largest slice is segmented, and from that seed
+:func:`napari_medsam.tasks.propagate.propagate` runs up and down with no stop
+rule but an empty mask, once per ``--modes`` (how the previous mask reaches the
+model: ``none`` = box only, ``logits``, ``binary``). Each slice's predicted IoU,
+overlap with the previous slice, area and intersection with the truth are
+recorded. A slice depends only on the slices before and a stop only on them,
+so a run with any stop rule is the recorded chain cut at its first stopping
+slice: every rule (:class:`napari_medsam.tasks.stop_rules.StopRule`, fixed or
+fitted to spacing / object size / seed score) is replayed offline and scored
+by the 3D Dice of seed + kept slices. Chains are cut ``--cap`` slices beyond
+the truth's extent (a lax rule may paint more in a real run).
 
-The defaults reproduce the measurement behind
-``napari_medsam.tasks.propagate.DEFAULT_STOP_OVERLAP``: the bundled LiteMedSAM
-on CPU, ``totalseg_ct_full`` (liver 5, spleen 1, kidney R 2, kidney L 3,
-bladder 21), window 40/400, box of the previous slice + 2 px. No Qt is needed.
+``--replay OUT.json`` re-scores a saved run (new rules, no model).
 
 Usage::
 
-    python -u benchmarks/sweep_propagation.py > sweep.txt 2>&1
-    python -u benchmarks/sweep_propagation.py --organs 1,2 --margin 4 --trace
+    python -u benchmarks/sweep_propagation.py --json sweep.json > sweep.txt 2>&1
+    python -u benchmarks/sweep_propagation.py --replay sweep.json
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from napari_medsam._cli.eval import (
-    _choose_window,
-    _label_names,
-    _load_engine,
-    load_scan_and_labels,
-    set_threads,
-)
-from napari_medsam.evaluation.metrics import dice
-from napari_medsam.evaluation.protocol3d import dice3d
-from napari_medsam.tasks.propagate import (
-    DEFAULT_BOX_MARGIN,
-    DEFAULT_MIN_AREA,
-    DEFAULT_STOP_OVERLAP,
-    DEFAULT_STOP_SCORE,
-    ends_direction,
-    mask_iou,
-    propagate,
-)
-from napari_medsam.types import SliceMask
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from propagation_cases import THICK_MM, cached_engine, load_case, parse_cases  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_ct_full"
-#: Thresholds replayed; None: that rule is off.
-SCORES = (None, 0.7, 0.75, 0.8, 0.85, 0.9)
-OVERLAPS = (None, 0.2, 0.4, 0.5, 0.6, 0.7)
+from napari_medsam._cli.eval import set_threads  # noqa: E402
+from napari_medsam.evaluation.boxes import loose_box, loose_box_settings  # noqa: E402
+from napari_medsam.prompts.geometry import box_from_mask  # noqa: E402
+from napari_medsam.tasks.propagate import DEFAULT_BOX_MARGIN, mask_iou, propagate  # noqa: E402
+from napari_medsam.tasks.segment import slice_key, windowed_slice  # noqa: E402
+from napari_medsam.tasks.stop_rules import DEFAULT_STOP_RULE, FIXED_STOP_RULE, StopRule  # noqa: E402
+from napari_medsam.types import SliceMask, SlicePrompt  # noqa: E402
+
+SCORES = (None, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+RATIOS = (0.8, 0.85, 0.9, 0.95)
+OVERLAPS = (None, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+SLOPES = ((0.6, 0.3, 0.2), (0.6, 0.5, 0.2), (0.7, 0.5, 0.2), (0.7, 0.7, 0.1), (0.6, 0.7, 0.1),
+          (0.8, 0.8, 0.2), (0.7, 0.3, 0.3))  # (base, slope, min) fmt: skip
 
 
-@dataclass(frozen=True)
-class SliceRecord:
-    """One predicted slice of an unstopped propagation chain."""
-
-    z: int
-    mask_yx: np.ndarray  # (Y, X) bool
-    score: float  # the model's predicted IoU
-    overlap: float  # IoU with the previous slice's mask (the seed for the first)
-    area: int  # pixels
+def candidate_rules() -> list[StopRule]:
+    """Every replayed rule: absolute or seed-relative score x flat or spacing-scaled overlap."""
+    scores = [dict(stop_score=-math.inf if s is None else s) for s in SCORES]
+    scores += [dict(stop_score=0.5, score_ratio=r) for r in RATIOS]
+    overlaps = [dict(stop_overlap=0.0 if o is None else o) for o in OVERLAPS]
+    overlaps += [dict(stop_overlap=b, overlap_slope=k, overlap_min=m) for b, k, m in SLOPES]
+    return [StopRule(**s, **o) for s, o in itertools.product(scores, overlaps)]
 
 
-def record_chains(
-    engine, image_zyx, window, seed_z: int, seed_yx, label: int, margin: int, key_prefix
-) -> list[list[SliceRecord]]:
-    """Propagate from ``seed_yx`` on ``seed_z`` up, then down, stopping only at an empty mask.
-
-    Returns
-    -------
-    list of list of SliceRecord
-        The up chain (increasing z) and the down chain, each in propagation order.
-    """
-    items = propagate(
-        engine, image_zyx, window, seed_z, seed_yx, label, 0, key_prefix,
-        stop_score=-math.inf, stop_overlap=0.0, min_area=1, box_margin=margin,
-    )  # fmt: skip
-    masks = [m for m in items if isinstance(m, SliceMask)]
-    chains = []
-    for side in (lambda z: z > seed_z, lambda z: z < seed_z):  # propagate's order
-        chain, prev = [], np.asarray(seed_yx, bool)
-        for m in (m for m in masks if side(m.z)):
-            area = int(np.count_nonzero(m.mask_yx))
-            chain.append(SliceRecord(m.z, m.mask_yx, m.score, mask_iou(m.mask_yx, prev), area))
-            prev = m.mask_yx
-        chains.append(chain)
-    return chains
+def rule_text(rule: StopRule) -> str:
+    s = f"score>={rule.score_ratio:g}*seed" if rule.score_ratio else (
+        "score off" if rule.stop_score == -math.inf else f"score>={rule.stop_score:g}")
+    if rule.overlap_slope:
+        o = f"ovl>={rule.stop_overlap:g}-{rule.overlap_slope:g}*dz/r (>={rule.overlap_min:g})"
+    else:
+        o = "ovl off" if rule.stop_overlap == 0 else f"ovl>={rule.stop_overlap:g}"
+    return f"{s}, {o}"  # fmt: skip
 
 
-def replay(
-    chains, stop_score: float | None, stop_overlap: float | None, min_area: int
-) -> list[SliceRecord]:
-    """The slices a run with these thresholds paints (None: that rule off)."""
-    score = -math.inf if stop_score is None else stop_score
-    overlap = 0.0 if stop_overlap is None else stop_overlap
-    kept = []
-    for chain in chains:
+def record_object(engine, image_zyx, window, gt, spacing, rng, modes, cap, key_prefix, label):
+    """Seed from a loose box, then one unstopped chain per mask mode (slice statistics only)."""
+    areas = gt.sum(axis=(1, 2))
+    z0 = int(np.argmax(areas))
+    zs = np.flatnonzero(areas)
+    box = loose_box(gt[z0], rng)
+    image = windowed_slice(image_zyx, z0, window)
+    key = slice_key(key_prefix, z0, window)
+    engine.embed(image, key)
+    seed = engine.predict(image, SlicePrompt(box_yxyx=box), key)
+    seed_mask = np.asarray(seed.mask_yx, bool)
+    lo, hi = int(zs[0]) - cap - 1, int(zs[-1]) + cap + 1  # locked without a mask: ends there
+    out = {
+        "label": label, "z0": z0, "box": [float(v) for v in box],
+        "truth_box": [float(v) for v in box_from_mask(gt[z0])],
+        "seed_area": int(seed_mask.sum()), "seed_score": float(seed.score),
+        "seed_inter": int((seed_mask & gt[z0]).sum()), "truth_voxels": int(gt.sum()),
+        "truth_slices": [int(zs[0]), int(zs[-1])], "spacing": [float(v) for v in spacing],
+        "chains": {},
+    }  # fmt: skip
+    if not seed_mask.any():
+        return out
+    for mode in modes:
+        items = propagate(
+            engine, image_zyx, window, z0, seed_mask, label, 0, key_prefix,
+            locked_zs={lo, hi}, locked_masks={}, stop_score=-math.inf, stop_overlap=0.0,
+            min_area=1, box_margin=DEFAULT_BOX_MARGIN, mask_prompt=mode,
+            start_logits_lowres=seed.logits_lowres,
+        )  # fmt: skip
+        masks = [m for m in items if isinstance(m, SliceMask)]
+        chains = []
+        for side in (lambda z: z > z0, lambda z: z < z0):
+            chain, prev = [], seed_mask
+            for m in (m for m in masks if side(m.z)):
+                chain.append({
+                    "z": m.z, "area": int(m.mask_yx.sum()), "score": float(m.score),
+                    "overlap": mask_iou(m.mask_yx, prev), "inter": int((m.mask_yx & gt[m.z]).sum()),
+                })  # fmt: skip
+                prev = m.mask_yx
+            chains.append(chain)
+        out["chains"][mode] = chains
+    return out
+
+
+def replay(obj: dict, mode: str, rule: StopRule) -> tuple[float, int]:
+    """(3D Dice, slices painted incl. the seed) of a run with ``rule``."""
+    if not obj["chains"]:
+        return 0.0, 0
+    seed_yx = np.ones(obj["seed_area"], bool)  # only the area matters for the radius
+    spacing = obj["spacing"]
+    limits = rule.fit(spacing, seed_yx, obj["seed_score"])
+    inter, area, n = obj["seed_inter"], obj["seed_area"], 1
+    for chain in obj["chains"][mode]:
         for r in chain:
-            if ends_direction(r.area, r.score, r.overlap, score, overlap, min_area):
+            if limits.reason(r["area"], r["score"], r["overlap"]) is not None:
                 break
-            kept.append(r)
-    return kept
+            inter, area, n = inter + r["inter"], area + r["area"], n + 1
+    return 2.0 * inter / (area + obj["truth_voxels"]), n
 
 
-def volume_dice(gt_zyx, seed_z: int, seed_yx, kept: list[SliceRecord]) -> float:
-    """3D Dice of the seed slice plus the kept slices against the truth (Z, Y, X) bool."""
-    pred = np.zeros_like(gt_zyx)
-    pred[seed_z] = seed_yx
-    for r in kept:
-        pred[r.z] = r.mask_yx
-    return dice3d(pred, gt_zyx)
+def score_table(records: list[dict], modes, rules) -> dict:
+    """{(mode, rule index): {case: mean Dice}} plus the group means."""
+    table = {}
+    for mode, (i, rule) in itertools.product(modes, enumerate(rules)):
+        per_case = {}
+        for rec in records:
+            d = [replay(o, mode, rule)[0] for o in rec["objects"]]
+            per_case[rec["case"]] = float(np.mean(d))
+        table[(mode, i)] = per_case
+    return table
 
 
-def _fmt(value: float | None) -> str:
-    return "none" if value is None else f"{value:g}"
+def group_means(per_case: dict, records: list[dict]) -> tuple[float, float, float]:
+    thick = [per_case[r["case"]] for r in records if r["spacing_z"] >= THICK_MM]
+    thin = [per_case[r["case"]] for r in records if r["spacing_z"] < THICK_MM]
+    t1 = float(np.mean(thick)) if thick else float("nan")
+    t2 = float(np.mean(thin)) if thin else float("nan")
+    return t1, t2, float(np.nanmean([t1, t2]))
 
 
-def _print_trace(gt_zyx, chains) -> None:
-    print("      z  area  truth  score  overlap  slice Dice")
-    for chain in chains:
-        for r in chain:
-            d = dice(r.mask_yx, gt_zyx[r.z])
-            truth = int(np.count_nonzero(gt_zyx[r.z]))
-            print(
-                f"    {r.z:3d} {r.area:5d} {truth:6d}  {r.score:.3f}   {r.overlap:.3f}     {d:.3f}"
-            )
-
-
-def _print_tables(names, results, defaults) -> None:
-    def mean(setting):
-        return float(np.mean([results[n][setting] for n in names]))
-
-    best = max(results[names[0]], key=mean)
-    print("\nmean 3D Dice (rows: stop_score, columns: stop_overlap; * = current defaults)")
-    print("score \\ overlap" + "".join(f"{_fmt(o):>8}" for o in OVERLAPS))
-    for s in SCORES:
-        cells = [f"{mean((s, o)):.3f}" + ("*" if (s, o) == defaults else " ") for o in OVERLAPS]
-        print(f"{_fmt(s):>15}" + "".join(f"{c:>8}" for c in cells))
-    print("\nper organ (3D Dice)")
-    widths = [max(6, len(n)) for n in names]
-    head = "".join(f" {n:>{w}}" for n, w in zip(names, widths, strict=True))
-    print(f"{'score':>6} {'overlap':>8} {'mean':>6}{head}")
-    for s in SCORES:
-        for o in OVERLAPS:
-            tag = "  <- defaults" if (s, o) == defaults else ""
-            tag += "  <- best" if (s, o) == best else ""
-            per = "".join(
-                f" {results[n][(s, o)]:{w}.3f}" for n, w in zip(names, widths, strict=True)
-            )
-            print(f"{_fmt(s):>6} {_fmt(o):>8} {mean((s, o)):6.3f}{per}{tag}")
-    print(f"\nbest: score {_fmt(best[0])}, overlap {_fmt(best[1])}: {mean(best):.3f}")
+def print_report(records: list[dict], modes) -> None:
+    rules = candidate_rules() + [FIXED_STOP_RULE, DEFAULT_STOP_RULE]
+    table = score_table(records, modes, rules)
+    ranked = sorted(table, key=lambda k: -group_means(table[k], records)[2])
+    print("\nbest 12 (mode, rule): thick / thin / mean of the two")
+    for k in ranked[:12]:
+        t1, t2, m = group_means(table[k], records)
+        print(f"  {k[0]:7s} {rule_text(rules[k[1]]):48s} {t1:.3f} {t2:.3f} {m:.3f}")
+    fixed = len(rules) - 2
+    best = ranked[0]
+    rows = [(f"{m} / fixed 0.85, 0.6", (m, fixed)) for m in modes]
+    rows += [(f"{m} / best for mode", max((k for k in table if k[0] == m),
+              key=lambda k: group_means(table[k], records)[2])) for m in modes]  # fmt: skip
+    rows.append(("default (DEFAULT_STOP_RULE, none)", ("none", fixed + 1)))
+    names = [r["case"] for r in records]
+    print("\nmean 3D Dice per case (objects averaged within a case)")
+    print(f"{'setting':34s}" + "".join(f"{n[:10]:>11s}" for n in names) + "   thick   thin   mean")
+    for text, k in rows:
+        t1, t2, m = group_means(table[k], records)
+        cells = "".join(f"{table[k][n]:11.3f}" for n in names)
+        print(f"{text:34s}{cells}  {t1:.3f}  {t2:.3f}  {m:.3f}   [{rule_text(rules[k[1]])}]")
+    print("\nper object: 3D Dice (slices painted / truth slices), fixed 0.85/0.6 box-only vs best")
+    for rec in records:
+        for o in rec["objects"]:
+            d0, n0 = replay(o, "none", rules[fixed])
+            d1, n1 = replay(o, best[0], rules[best[1]])
+            t = o["truth_slices"][1] - o["truth_slices"][0] + 1
+            print(f"  {rec['case']:22s} label {o['label']:3d}: seed score {o['seed_score']:.2f}, "
+                  f"{d0:.3f} ({n0}/{t}) -> {d1:.3f} ({n1}/{t})")  # fmt: skip
+    print(f"\nbest: {best[0]} / {rule_text(rules[best[1]])}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scan", default=str(DATA / "example_ct.nii.gz"))
-    parser.add_argument("--labels", default=str(DATA / "example_seg_fast_force_split.nii.gz"))
-    parser.add_argument("--organs", default="5,1,2,3,21", help="comma-separated label ids")
-    parser.add_argument("--margin", type=int, default=DEFAULT_BOX_MARGIN,
-                        help="pixels added around the previous slice's box")  # fmt: skip
-    parser.add_argument("--min-area", type=int, default=DEFAULT_MIN_AREA,
-                        help="minimum mask area of every replayed run")  # fmt: skip
-    parser.add_argument("--window", default="40,400", help="LEVEL,WIDTH ('' = the app's auto)")
+    parser.add_argument("--cases", default="all", help="'all' or keys of propagation_cases.CASES")
+    parser.add_argument("--modes", default="none,logits,binary", help="mask prompts to record")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the loose boxes")
+    parser.add_argument("--cap", type=int, default=3, help="slices recorded beyond the truth")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--checkpoint", default=None, help="default: the bundled LiteMedSAM")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--trace", action="store_true", help="print every recorded slice")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--embed-cache", default="/tmp/medsam-bench-embeddings",
+                        help="folder for slice embeddings kept between runs ('' = none)")  # fmt: skip
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--replay", default=None, metavar="JSON[,JSON...]",
+                        help="re-score saved runs")  # fmt: skip
     args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.replay:  # several files (comma-separated) are merged: the modes all have in common
+        saved = [json.loads(Path(p).read_text()) for p in args.replay.split(",")]
+        common = [m for m in saved[0]["modes"] if all(m in s["modes"] for s in saved)]
+        print_report([r for s in saved for r in s["records"]], common)
+        return 0
     set_threads(args.threads)
-    if args.margin < 0:
-        parser.error("--margin must not be negative")
-    organs = [int(v) for v in args.organs.split(",") if v.strip()]
-    scan, image_zyx, labels_zyx = load_scan_and_labels(args.scan, args.labels)
-    window, window_text = _choose_window(args.window, image_zyx)
-    label_names = _label_names(args.labels)
-    engine = _load_engine(args.checkpoint, args.device)
-    print(
-        f"sweep_propagation: {engine.name} on {args.device}, {Path(args.scan).name} "
-        f"{image_zyx.shape}, box margin {args.margin} px, min area {args.min_area} px"
-    )
-    print(window_text)
-    names, results, rows = [], {}, {}
-    for organ in organs:
-        gt = labels_zyx == organ
-        if not gt.any():
-            print(f"label {organ}: not in the labels, skipped")
+    engine = cached_engine(args.checkpoint, args.device, args.embed_cache or None)
+    print(f"sweep_propagation: {engine.name} on {args.device}, boxes {loose_box_settings(args.seed)}")
+    records = []
+    for case in parse_cases(args.cases):
+        loaded = load_case(case)
+        if loaded is None:
+            print(f"{case.name}: data missing, skipped")
             continue
-        name = label_names.get(organ, f"label {organ}")
-        areas = gt.sum(axis=(1, 2))
-        z0 = int(np.argmax(areas))
-        t0 = time.perf_counter()
-        chains = record_chains(
-            engine, image_zyx, window, z0, gt[z0], organ, args.margin, ("sweep", args.scan)
-        )
-        zs = np.flatnonzero(areas)
-        reached = sorted(r.z for chain in chains for r in chain) or [z0]
-        print(
-            f"{name} ({organ}): seed z={z0}, truth on z {zs[0]}..{zs[-1]} ({len(zs)} slices), "
-            f"unstopped chain z {reached[0]}..{reached[-1]} "
-            f"({sum(map(len, chains))} predictions, {time.perf_counter() - t0:.0f} s)"
-        )
-        if args.trace:
-            _print_trace(gt, chains)
-        names.append(name)
-        results[name] = {
-            (s, o): volume_dice(gt, z0, gt[z0], replay(chains, s, o, args.min_area))
-            for s in SCORES
-            for o in OVERLAPS
-        }
-        rows[name] = [
-            {"z": r.z, "area": r.area, "score": r.score, "overlap": r.overlap}
-            for chain in chains
-            for r in chain
-        ]
-    if not names:
-        print("no organ to sweep")
-        return 1
-    _print_tables(names, results, (DEFAULT_STOP_SCORE, DEFAULT_STOP_OVERLAP))
-    if args.json_path:
-        out = {
-            "engine": engine.name,
-            "scan": str(Path(args.scan).resolve()),
-            "margin": args.margin,
-            "min_area": args.min_area,
-            "dice": {
-                n: [{"stop_score": s, "stop_overlap": o, "dice": d} for (s, o), d in r.items()]
-                for n, r in results.items()
-            },
-            "slices": rows,
-        }
-        Path(args.json_path).write_text(json.dumps(out, indent=1))
-        print(f"wrote {args.json_path}")
+        scan, image_zyx, labels_zyx, window, window_text = loaded
+        spacing = tuple(float(v) for v in scan.spacing_zyx_mm)
+        print(f"{case.name}: {image_zyx.shape}, spacing {spacing} mm, {window_text}", flush=True)
+        objects = []
+        for label in case.label_ids:
+            gt = labels_zyx == label
+            if not gt.any():
+                continue
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([args.seed, zlib.crc32(case.name.encode()), label])
+            obj = record_object(engine, image_zyx, window, gt, spacing, rng, modes, args.cap,
+                                ("sweep", case.scan), label)  # fmt: skip
+            objects.append(obj)
+            print(f"  label {label}: seed z {obj['z0']} score {obj['seed_score']:.2f}, "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        records.append({"case": case.name, "spacing_z": spacing[0], "objects": objects})
+        if args.json_path:  # after every case: a long run that is stopped keeps what it did
+            out = {"engine": engine.name, "checkpoint": args.checkpoint, "modes": modes,
+                   "boxes": loose_box_settings(args.seed), "cap": args.cap, "records": records}  # fmt: skip
+            tmp = Path(args.json_path + ".tmp")
+            tmp.write_text(json.dumps(out))
+            tmp.replace(args.json_path)
+            print(f"wrote {args.json_path}", flush=True)
+    print_report(records, modes)
     return 0
 
 

@@ -25,7 +25,7 @@ from napari_medsam._workers import JobRunner
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
 from napari_medsam.tasks.jobs import EngineLoaded, embed_job, load_job, segment_job
-from napari_medsam.types import Progress, SliceMask
+from napari_medsam.types import DirectionEnd, Progress, SliceMask
 
 logger = logging.getLogger(__name__)
 
@@ -316,9 +316,12 @@ class MedSamWidget(QWidget):
         self.session3d.end_propagation()
         return self.segment_runner.submit(task)
 
-    def _on_slice_mask(self, result: SliceMask) -> None:
+    def _on_slice_mask(self, result: SliceMask | DirectionEnd) -> None:
         if not self.segment_runner.is_current(result.job_id) or self.labels is None:
             return  # superseded while queued: never paint
+        if isinstance(result, DirectionEnd):  # where a propagation direction stopped, and why
+            self.session3d.on_direction_end(result)
+            return
         if not self.session3d.paint_result(result):
             return
         if result.logits_lowres is not None:

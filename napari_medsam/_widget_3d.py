@@ -37,11 +37,10 @@ from napari_medsam._widget_3d_paint import (
     revert_locked,
     save_labels_layer,
 )
+from napari_medsam._widget_3d_propagation import PropagationActions
 from napari_medsam._widget_3d_prompts import SessionPrompts
 from napari_medsam._widget_3d_registry import RegistryOnLayer
 from napari_medsam.session import LockedLabelError, SessionState, UndoStack
-from napari_medsam.tasks.jobs import propagate_job
-from napari_medsam.tasks.propagate import DEFAULT_MIN_AREA
 from napari_medsam.types import SliceMask
 
 
@@ -49,7 +48,7 @@ def _uid(layer) -> object:
     return None if layer is None else getattr(layer, "unique_id", id(layer))
 
 
-class Session3D(ObjectNames, QObject):
+class Session3D(PropagationActions, ObjectNames, QObject):
     """Propagation, object names and locks, undo / redo and autosave for one widget.
 
     Parameters
@@ -69,13 +68,14 @@ class Session3D(ObjectNames, QObject):
         self.files = SessionFiles()
         self.image = None
         self.labels = None
-        self.propagation_job: int | None = None
+        self._init_propagation()
         self._own_write = False
         self._layer_paints: list = []
         self._last_corrected: dict[int, int] = {}
         c = self.controls
         c.propagate_button.clicked.connect(lambda: self.propagate())
         c.repropagate_button.clicked.connect(lambda: self.propagate(again=True))
+        c.fill_button.clicked.connect(lambda: self.fill())
         c.cancel_button.clicked.connect(self.cancel)
         c.undo_button.clicked.connect(self.undo)
         c.redo_button.clicked.connect(self.redo)
@@ -107,6 +107,7 @@ class Session3D(ObjectNames, QObject):
         for layer in filter(None, layers[1:]):
             layer.bind_key("P", lambda _layer: self.propagate(), overwrite=True)
             layer.bind_key("Shift-P", lambda _layer: self.propagate(again=True), overwrite=True)
+            layer.bind_key("F", lambda _layer: self.fill(), overwrite=True)
         self.on_label_changed(self.label)
         self._show_undo()
 
@@ -208,6 +209,7 @@ class Session3D(ObjectNames, QObject):
         if by_user:
             self.state.mark_corrected(label, z)
             self._last_corrected[label] = z
+            self.note_corrected(label, z, float(result.score))
         self._changed()
         return True
 
@@ -252,82 +254,12 @@ class Session3D(ObjectNames, QObject):
             self.state.mark_corrected(lab, z)
         for lab in touched:
             self._last_corrected[lab] = int(zs[-1])
+            for z in zs:
+                self.note_corrected(lab, int(z))
         self.undo_stack.record(
             index, old, new, self.label, "brush", {"corrected": newly} if newly else None
         )
         self._changed()
-
-    # ------------------------------------------------------------ propagation
-    def current_z(self) -> int:
-        """The image slice the viewer shows."""
-        z = np.round(self.image.world_to_data(self.w.viewer.dims.point)[0])
-        return int(np.clip(z, 0, self.image.data.shape[0] - 1))
-
-    def propagate(self, start_z: int | None = None, again: bool = False) -> int | None:
-        """Propagate the current object from ``start_z`` through the volume on the worker.
-
-        ``start_z`` defaults to the slice shown, or with ``again`` to the slice
-        corrected last. Slices corrected by hand are never overwritten: the run
-        passes through them, seeded by their masks. Returns the job id.
-        """
-        w, label = self.w, self.label
-        self._record_layer_paints()
-        if w.image is None or self.labels is None:
-            show_warning("MedSAM: choose a 3D image layer first.")
-            return None
-        if self.is_locked(label):
-            show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; unlock it first.")
-            return None
-        if start_z is None:
-            start_z = self._last_corrected.get(label) if again else None
-            start_z = self.current_z() if start_z is None else start_z
-        seed = np.asarray(self.labels.data[start_z]) == label
-        if np.count_nonzero(seed) < DEFAULT_MIN_AREA:
-            show_warning(
-                f"MedSAM: object {label} is not on slice {start_z}: segment it there first."
-            )
-            return None
-        locked_zs = self.state.corrected_zs(label) - {int(start_z)}
-        locked_masks = {z: np.asarray(self.labels.data[z]) == label for z in locked_zs}
-        others = w.controls.others_negative_check.isChecked()
-        task = propagate_job(
-            w.holder,
-            w.image.data,
-            w.current_window(),
-            int(start_z),
-            seed,
-            label,
-            w._volume_key(),
-            locked_zs=locked_zs,
-            locked_masks=locked_masks,
-            clear_past_end=True,
-            negatives_from_zyx=np.array(self.labels.data) if others else None,  # a copy
-        )
-        self.end_propagation()
-        self._ensure_registered(label)
-        self.undo_stack.begin_group(f"propagate {self.state.registry.name(label)}", label)
-        self.propagation_job = w.segment_runner.submit(task)
-        self.controls.set_propagating(True)
-        return self.propagation_job
-
-    def cancel(self) -> None:
-        """Stop the running propagation; the slices painted so far stay (one undo step)."""
-        self.w.segment_runner.cancel()
-        self.end_propagation()
-
-    def end_propagation(self) -> None:
-        """Close the propagation's undo step (it finished, was cancelled or superseded)."""
-        if self.propagation_job is None:
-            return
-        self.propagation_job = None
-        if self.undo_stack.in_group:
-            self.undo_stack.end_group()
-        self.controls.set_propagating(False)
-        self._changed()
-
-    def _on_runner_finished(self, job_id: int) -> None:
-        if self.propagation_job is not None and not self.w.segment_runner.busy:
-            self.end_propagation()
 
     # ------------------------------------------------------------ undo / redo
     def undo(self) -> None:

@@ -14,11 +14,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medsam._widget_3d_advanced import AdvancedPropagation
+
 HELP_3D = (
     "<b>Propagate</b> (key <b>P</b> on the clicks/boxes layer) segments the current object "
     "on the slices above and below the one shown, from its mask there. Correct any slice "
     "with clicks, a box or napari's brush, then <b>Re-propagate</b> (<b>Shift+P</b>) from "
-    "that slice: hand-corrected slices are kept. <b>Ctrl+Z</b> / <b>Ctrl+Shift+Z</b>: "
+    "that slice: the slices between it and the next corrected slices are filled, beyond them "
+    "it propagates; hand-corrected slices are kept. <b>Fill</b> (<b>F</b>) fills every gap "
+    "between the object's corrected slices (interpolation refined by the model). <b>Ctrl+Z</b> / <b>Ctrl+Shift+Z</b>: "
     "undo / redo of the current object's steps (a whole propagation is one step; undoing a "
     "click's or box's result takes it off the layer too). The session autosaves next to the scan."
 )
@@ -83,6 +87,11 @@ class Session3DControls(QWidget):
         self.repropagate_button.setToolTip(
             "Propagate again from the last corrected slice; corrected slices are kept"
         )
+        self.fill_button = QPushButton("Fill (F)")
+        self.fill_button.setToolTip(
+            "Fill the slices between the current object's corrected slices: shape "
+            "interpolation, refined by the model; corrected slices are kept"
+        )
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
         self.undo_button = QPushButton("Undo")
@@ -91,6 +100,10 @@ class Session3DControls(QWidget):
         self.save_button.setToolTip(
             "NIfTI on the scan's grid, with label names for 3D Slicer / ITK-SNAP"
         )
+        self.advanced = AdvancedPropagation()
+        self.stop_label = QLabel()
+        self.stop_label.setWordWrap(True)
+        self.stop_label.setToolTip("Where the last propagation stopped in each direction, and why")
         self.session_label = QLabel()
         self.session_label.setToolTip(HELP_3D)
         self.session_label.setWordWrap(True)
@@ -103,6 +116,7 @@ class Session3DControls(QWidget):
         propagate_row = QHBoxLayout()
         propagate_row.addWidget(self.propagate_button)
         propagate_row.addWidget(self.repropagate_button)
+        propagate_row.addWidget(self.fill_button)
         propagate_row.addWidget(self.cancel_button)
         edit_row = QHBoxLayout()
         edit_row.addWidget(self.undo_button)
@@ -114,6 +128,8 @@ class Session3DControls(QWidget):
         inner.addLayout(form)
         inner.addWidget(self.overwrite_check)
         inner.addLayout(propagate_row)
+        inner.addWidget(self.stop_label)
+        inner.addWidget(self.advanced)
         inner.addLayout(edit_row)
         inner.addWidget(self.session_label)
         box.setToolTip(HELP_3D)
@@ -134,6 +150,7 @@ class Session3DControls(QWidget):
         self.cancel_button.setVisible(running)
         self.propagate_button.setEnabled(not running)
         self.repropagate_button.setEnabled(not running)
+        self.fill_button.setEnabled(not running)
 
     def set_undo_state(
         self, can_undo: bool, can_redo: bool, last: str | None, next_redo: str | None = None

@@ -104,3 +104,38 @@ class Progress:
     done: int
     total: int
     message: str = ""
+
+
+@dataclass(frozen=True)
+class DirectionEnd:
+    """Where and why one direction of a propagation ended, yielded once per direction.
+
+    Attributes
+    ----------
+    job_id : int
+    label : int
+    direction : str
+        ``"up"`` (increasing z, "above") or ``"down"`` (decreasing z, "below").
+    last_z : int or None
+        The last slice this direction painted (None: it painted none).
+    stop_z : int or None
+        The slice where it stopped (predicted but not painted, or a locked
+        slice); None when it ran to the edge of the volume.
+    reason : str
+        Why, e.g. ``"overlap 0.53 < 0.60"``, ``"score 0.74 < 0.85"``,
+        ``"area 3 px < 5 px"``, ``"corrected slice"``, ``"end of the volume"``.
+    """
+
+    job_id: int
+    label: int
+    direction: str
+    last_z: int | None
+    stop_z: int | None
+    reason: str
+
+    def describe(self) -> str:
+        """One line for the status bar and the CLI: ``stopped above slice 24: overlap 0.53 < 0.60``."""
+        side = "above" if self.direction == "up" else "below"
+        if self.stop_z is None:
+            return f"reached the {'last' if self.direction == 'up' else 'first'} slice ({self.reason})"
+        return f"stopped {side} slice {self.stop_z}: {self.reason}"

@@ -247,3 +247,36 @@ def test_propagate_with_litemedsam_on_a_phantom(tmp_path, capsys):
     assert f"slice {z}: {int(mask[2].sum())} voxels" in printed
     dice = 2 * (mask & organ).sum() / (mask.sum() + organ.sum())
     assert dice > 0.8, dice
+
+
+def test_propagate_flags_between_overlap_and_the_stop_reasons(tmp_path, monkeypatch, capsys):
+    import napari_medsam.model.engine as engine_module
+
+    scan, organ, truth_zyx = _organ_file(tmp_path)
+    engine = _SliceOracle(truth_zyx)
+    monkeypatch.setattr(engine_module, "load_engine", lambda *a, **k: engine)
+    out = tmp_path / "labels.nii.gz"
+    argv = ["segment", str(scan), "--out", str(out), "--box", _organ_box(organ, 2),
+            "--box", _organ_box(organ, 8), "--propagate"]  # fmt: skip
+    # keep: the slices between the two boxes stay empty, the outer ends are propagated
+    assert main([*argv, "--between", "keep"]) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    painted = np.nonzero(np.asarray(nib.load(str(out)).dataobj).any(axis=(1, 2)))[0].tolist()
+    assert painted == [1, 2, 8, 9, 10]
+    assert "stopped above slice 11: area 0 px < 5 px" in text
+    assert "stopped below slice 0: area 0 px < 5 px" in text
+    # fill (the default): every organ slice; the filled ones come from the model's refinement
+    engine.predicted_zs.clear()
+    assert main(argv) == 0
+    labels = np.asarray(nib.load(str(out)).dataobj)
+    np.testing.assert_array_equal(labels > 0, organ)
+    assert {3, 4, 5, 6, 7} <= set(engine.predicted_zs)
+    # a score floor above the engine's 0.9 stops both outer directions at once
+    capsys.readouterr()
+    assert main([*argv, "--stop-score", "0.95", "--stop-overlap", "0", "--between", "keep"]) == 0
+    assert "score 0.90 < 0.95" in capsys.readouterr().out
+    painted = np.nonzero(np.asarray(nib.load(str(out)).dataobj).any(axis=(1, 2)))[0].tolist()
+    assert painted == [2, 8]
+    for bad in (["--stop-overlap", "1.5"], ["--between", "all"], ["--mask-prompt", "dense"]):
+        with pytest.raises(SystemExit):
+            main([*argv, *bad])

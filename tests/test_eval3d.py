@@ -14,6 +14,7 @@ from napari_medsam.evaluation.protocol3d import (
 )
 from napari_medsam.evaluation.report3d import format_table3d
 from napari_medsam.prompts.intensity import IntensityWindow
+from napari_medsam.session.policy import GAP_MODES, RepropagationPolicy
 
 WINDOW = IntensityWindow(0.0, 1.0)
 
@@ -150,21 +151,42 @@ def test_clicked_voxels_are_not_clicked_again():
     assert next_click_3d(np.zeros_like(gt), gt, clicked_zyx=clicked) is None
 
 
-def test_outward_repropagation_keeps_the_slices_towards_the_box_slice():
+def test_every_gap_policy_recovers_and_the_report_states_policy_box_and_stops():
     labels = _volume()
-    engine = StubbornOracle(labels, bad_z=8)
-    out = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW, max_clicks=5)
-    both = run_protocol3d(
-        StubbornOracle(labels, bad_z=8),
-        labels.astype(np.float32),
-        labels,
-        [1],
-        WINDOW,
-        repropagate="both",
-    )
-    assert out["repropagate"] == "outward" and both["repropagate"] == "both"
-    assert out["labels"]["1"]["final_dice"] == both["labels"]["1"]["final_dice"] == 1.0
-    with pytest.raises(ValueError, match="repropagate"):
-        run_protocol3d(
-            EmptyEngine(), labels.astype(np.float32), labels, [1], WINDOW, repropagate="x"
+    reports = {
+        gaps: run_protocol3d(
+            StubbornOracle(labels, bad_z=8), labels.astype(np.float32), labels, [1], WINDOW,
+            policy=RepropagationPolicy(gaps=gaps),
         )
+        for gaps in GAP_MODES
+    }  # fmt: skip
+    for gaps, report in reports.items():
+        assert report["policy"] == {"gaps": gaps, "clear_past_end": False}
+        assert report["box"]["kind"] == "loose" and report["box"]["seed"] == 0
+        assert report["labels"]["1"]["final_dice"] == 1.0
+    r = reports["fill"]["labels"]["1"]
+    ups = [s for s in r["stops"] if s["direction"] == "up"]
+    assert ups[0]["stop_z"] == 8 and ups[0]["reason"].startswith("area 0 px")
+    assert ups[0]["text"] == f"stopped above slice 8: {ups[0]['reason']}"
+    assert r["slices_reached"] < r["truth_slices"]
+    tight = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW,
+                           box="tight")  # fmt: skip
+    assert tight["box"] == {"kind": "tight"}
+    with pytest.raises(ValueError, match="box"):
+        run_protocol3d(EmptyEngine(), labels.astype(np.float32), labels, [1], WINDOW, box="x")
+    with pytest.raises(ValueError, match="gaps"):
+        RepropagationPolicy(gaps="x")
+
+
+def test_the_loose_box_is_seeded_and_holds_the_object():
+    labels = _volume()
+    a = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW)
+    b = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW)
+    c = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW,
+                       box_seed=3)  # fmt: skip
+    box_a, box_c = a["labels"]["1"]["box"], c["labels"]["1"]["box"]
+    assert box_a == b["labels"]["1"]["box"] and box_a != box_c
+    z = a["labels"]["1"]["z_start"]
+    ys, xs = np.nonzero(labels[z] == 1)
+    assert box_a[0] <= ys.min() and box_a[1] <= xs.min()
+    assert box_a[2] >= ys.max() and box_a[3] >= xs.max()

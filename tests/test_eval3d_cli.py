@@ -52,3 +52,34 @@ def test_eval_protocol_3d_oracle_and_empty(nifti_pair, tmp_path, monkeypatch, ca
     report = json.loads(out.read_text())
     assert list(report["labels"]) == ["3"] and report["max_clicks"] == 2
     assert report["labels"]["3"]["dice_per_interaction"] == [0.0, 0.0, 0.0]
+
+
+def test_eval_3d_flags_reach_the_report(nifti_pair, tmp_path, monkeypatch, capsys):
+    scan, seg = nifti_pair
+    labels_zyx = load_nifti(seg).data_zyx
+    monkeypatch.setattr(
+        eval_cli, "_load_engine", lambda checkpoint, device: OracleEngine(labels_zyx)
+    )
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    base = ["eval", str(scan), str(seg), "--protocol", "3d", "--device", "cpu"]
+    argv = [*base, "--box-seed", "7", "--stop-score", "0.3", "--stop-overlap", "0.2",
+            "--between", "keep", "--json", str(first)]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "slices after box + propagation" in out and "stopped above slice" in out
+    report = json.loads(first.read_text())
+    assert report["box"]["kind"] == "loose" and report["box"]["seed"] == 7
+    assert report["policy"]["gaps"] == "keep"
+    assert report["settings"]["propagation"]["stop_score"] == 0.3
+    assert report["settings"]["propagation"]["stop_overlap"] == 0.2
+    r = report["labels"]["1"]
+    assert r["stops"][0]["direction"] == "up" and r["slices_reached"] == r["truth_slices"] == 5
+    assert cli.main([*base, "--box", "tight", "--json", str(second), "--spacing-report", str(first)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(second.read_text())["box"] == {"kind": "tight"}
+    assert "by slice thickness" in out and "2.5-5 mm" in out
+    row = next(line for line in out.splitlines() if line.startswith("2.5-5 mm"))
+    assert row.split()[2] == "4"  # 2 objects x 2 reports
+    for bad in (["--stop-score", "2"], ["--stop-overlap", "x"], ["--between", "both"]):
+        with pytest.raises(SystemExit):
+            cli.main([*base, *bad])

@@ -70,6 +70,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", dest="json_path", default=None, metavar="OUT.json")
     parser.add_argument("--plot", dest="plot_path", default=None, metavar="OUT.png")
+    from napari_medsam._cli.eval3d import add_3d_arguments
+
+    add_3d_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 

@@ -8,12 +8,49 @@ names (looked up at call time, so tests that replace them apply here too).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 #: Clicks after the box in the CVPR 2025 protocol.
 CLICKS_3D = 5
+
+
+def _unit(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"{flag} needs a number in [0, 1], got {text!r}")
+        return value
+
+    return parse
+
+
+def add_3d_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``eval`` options that only ``--protocol 3d`` reads."""
+    group = parser.add_argument_group("--protocol 3d")
+    group.add_argument("--box", dest="box_kind", choices=("loose", "tight"), default="loose",
+                       help="first prompt: a loose box as users draw it (2-10 screen px out, "
+                            "shifted up to 2 px; seeded) or the truth's tight box")  # fmt: skip
+    group.add_argument("--box-seed", type=int, default=0, help="seed of the loose boxes")
+    group.add_argument("--stop-score", type=_unit("--stop-score"), default=None, metavar="IOU",
+                       help="propagation stops below this predicted IoU (default: the rule)")  # fmt: skip
+    group.add_argument("--stop-overlap", type=_unit("--stop-overlap"), default=None,
+                       metavar="IOU", help="... or below this IoU with the previous slice "
+                       "(default: fitted to spacing and object size)")  # fmt: skip
+    group.add_argument("--mask-prompt", choices=("none", "logits", "binary"), default=None,
+                       help="the previous slice's mask as the model's dense prompt during "
+                            "propagation (default: the model's own choice)")  # fmt: skip
+    group.add_argument("--between", choices=("fill", "propagate", "keep"), default=None,
+                       help="after a click, the slices between corrected slices are filled, "
+                            "propagated or kept (default: the app's policy)")  # fmt: skip
+    group.add_argument("--spacing-report", nargs="*", default=None, metavar="REPORT.json",
+                       help="also print figures grouped by slice thickness, over this run and "
+                            "the given earlier --json reports")  # fmt: skip
 
 
 def run_3d(args: argparse.Namespace) -> int:
@@ -27,7 +64,12 @@ def run_3d(args: argparse.Namespace) -> int:
     from napari_medsam.evaluation.cases import parse_labels
     from napari_medsam.evaluation.protocol3d import run_protocol3d
     from napari_medsam.evaluation.report import write_json
-    from napari_medsam.evaluation.report3d import format_table3d
+    from napari_medsam.evaluation.report3d import (
+        format_spacing_report,
+        format_stops3d,
+        format_table3d,
+    )
+    from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
     from napari_medsam.tasks.propagate import default_settings
 
     max_clicks = CLICKS_3D if args.max_clicks is None else int(args.max_clicks)
@@ -57,6 +99,13 @@ def run_3d(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    between = getattr(args, "between", None)
+    policy = RepropagationPolicy(between or DEFAULT_POLICY.gaps, DEFAULT_POLICY.clear_past_end)
+    overrides = {
+        k: getattr(args, k, None) for k in ("stop_score", "stop_overlap", "mask_prompt")
+        if getattr(args, k, None) is not None
+    }  # fmt: skip
+    box_kind, box_seed = getattr(args, "box_kind", "loose"), int(getattr(args, "box_seed", 0))
     report = run_protocol3d(
         engine,
         image_zyx,
@@ -68,22 +117,32 @@ def run_3d(args: argparse.Namespace) -> int:
         label_names=names,
         cache_key_prefix=("eval3d", str(Path(args.scan).resolve())),
         progress=progress,
+        propagate_kwargs=overrides,
+        policy=policy,
+        box=box_kind,
+        box_seed=box_seed,
     )
     print(format_table3d(report))
+    print(format_stops3d(report))
+    report["settings"] = {
+        "scan": str(Path(args.scan).resolve()),
+        "labels_file": str(Path(args.labels_path).resolve()),
+        "labels": labels,
+        "max_clicks": max_clicks,
+        "window": {"lo": float(window.lo), "hi": float(window.hi), "kind": str(window.kind)},
+        "checkpoint": args.checkpoint,
+        "device": args.device,
+        "engine": engine.name,
+        "shape_zyx": list(image_zyx.shape),
+        "spacing_zyx_mm": [float(v) for v in scan.spacing_zyx_mm],
+        "propagation": {**default_settings(), **overrides},
+    }
+    earlier = getattr(args, "spacing_report", None)
+    if earlier is not None:
+        reports = [report] + [json.loads(Path(p).read_text()) for p in earlier]
+        print("\nby slice thickness (objects weigh equally)")
+        print(format_spacing_report(reports))
     if args.json_path:
-        report["settings"] = {
-            "scan": str(Path(args.scan).resolve()),
-            "labels_file": str(Path(args.labels_path).resolve()),
-            "labels": labels,
-            "max_clicks": max_clicks,
-            "window": {"lo": float(window.lo), "hi": float(window.hi), "kind": str(window.kind)},
-            "checkpoint": args.checkpoint,
-            "device": args.device,
-            "engine": engine.name,
-            "shape_zyx": list(image_zyx.shape),
-            "spacing_zyx_mm": [float(v) for v in scan.spacing_zyx_mm],
-            "propagation": default_settings(),
-        }
         write_json(report, args.json_path)
         print(f"wrote {args.json_path}")
     return 0

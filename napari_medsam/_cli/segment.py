@@ -71,6 +71,16 @@ def _score(text: str) -> float:
     return value
 
 
+def _overlap(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--stop-overlap needs a number in [0, 1], got {text!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -116,7 +126,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="propagate the object from the prompted slices through the volume")  # fmt: skip
     parser.add_argument("--stop-score", type=_score, default=None, metavar="IOU",
                         help="with --propagate: stop where the predicted IoU falls below this "
-                             f"(default: the measured {DEFAULT_STOP_SCORE})")  # fmt: skip
+                             f"(default: the measured rule, {DEFAULT_STOP_SCORE} or relative to "
+                             "the prompted slice's score)")  # fmt: skip
+    parser.add_argument("--stop-overlap", type=_overlap, default=None, metavar="IOU",
+                        help="with --propagate: stop where the IoU with the previous slice's mask "
+                             "falls below this (default: fitted to the slice spacing and the "
+                             "object's size; 0 = off)")  # fmt: skip
+    parser.add_argument("--mask-prompt", choices=("none", "logits", "binary"), default=None,
+                        help="with --propagate: the previous slice's mask as the model's dense "
+                             "prompt besides its box (default: the model's own choice)")  # fmt: skip
+    parser.add_argument("--between", choices=("fill", "propagate", "keep"), default=None,
+                        help="with --propagate and boxes on several slices: fill the slices "
+                             "between them (interpolation refined by the model), propagate "
+                             "from both, or leave them (default: the app's policy)")  # fmt: skip
     parser.add_argument("--slab-depth", type=_positive, default=None, metavar="D",
                         help="with --propagate and an SD-Trans Med-SA model: slices per model call "
                              "(default: the model's depth; 1 = slice by slice)")  # fmt: skip
@@ -234,17 +256,20 @@ def propagate_seeds(
     window,
     seeds: dict[int, np.ndarray],
     label: int,
-    stop_score: float | None = None,
-    slab_depth: int | None = None,
-    negatives_from_zyx: np.ndarray | None = None,
+    gaps: str | None = None,
+    ends: list | None = None,
+    seed_scores: dict[int, float] | None = None,
+    **propagate_options,
 ) -> dict[int, np.ndarray]:
     """Propagate one object from the masks of its prompted slices, headless.
 
-    Each seed propagates up and down with
-    :func:`napari_medsam.tasks.propagate.propagate` (measured defaults) until its
-    stop rules end it or it reaches another seed (seed slices are locked, never
-    re-segmented). A slice reached from two seeds takes the nearer seed's mask
-    (the lower seed on a tie).
+    The app's policy (:mod:`napari_medsam.session.policy`): beyond the outermost
+    seeds the object is propagated outwards with
+    :func:`napari_medsam.tasks.propagate.propagate` (measured defaults); between
+    neighbouring seeds the slices are filled (``gaps="fill"``,
+    :func:`napari_medsam.tasks.fill.fill_between`), or propagated from both
+    seeds, each slice taking the nearer seed's mask, the lower on a tie
+    (``"propagate"``), or left empty (``"keep"``). Seed slices are never re-segmented.
 
     Parameters
     ----------
@@ -255,35 +280,55 @@ def propagate_seeds(
     seeds : dict
         z -> (Y, X) bool mask of the object on a prompted slice.
     label : int
-    stop_score : float, optional
-        Overrides the default predicted-IoU stop threshold.
-    slab_depth : int, optional
-        Slices per model call for SD-Trans engines (None: the engine's).
-    negatives_from_zyx : np.ndarray, optional
-        (Z, Y, X) labels whose other objects become negative clicks on each slice.
+    gaps : {"fill", "propagate", "keep"}, optional
+        Default: the app's (``DEFAULT_POLICY.gaps``).
+    ends : list, optional
+        Receives the :class:`~napari_medsam.types.DirectionEnd` of every direction run.
+    seed_scores : dict, optional
+        z -> the model's predicted IoU on a prompted slice (for the stop rule's
+        score floor relative to the seed).
+    **propagate_options
+        For :func:`~napari_medsam.tasks.propagate.propagate` (``stop_score``,
+        ``stop_overlap``, ``slab_depth``, ``negatives_from_zyx``, ``spacing_zyx_mm``, ...).
 
     Returns
     -------
     dict
         z -> (Y, X) bool mask for every propagated slice (seed slices excluded).
     """
+    from napari_medsam.session.policy import DEFAULT_POLICY, GAP_MODES
     from napari_medsam.tasks.propagate import propagate
-    from napari_medsam.types import SliceMask
+    from napari_medsam.tasks.repropagate import fill_object
+    from napari_medsam.types import DirectionEnd, SliceMask
 
+    gaps = DEFAULT_POLICY.gaps if gaps is None else gaps
+    if gaps not in GAP_MODES:
+        raise ValueError(f"gaps must be one of {GAP_MODES}, got {gaps!r}")
     locked = {int(z): np.asarray(m, bool) for z, m in seeds.items()}
     nearest: dict[int, tuple[int, np.ndarray]] = {}
-    for z0 in sorted(locked):
+    runs = [(z0, "both") for z0 in sorted(locked)] if gaps == "propagate" else []
+    if gaps != "propagate" and locked:
+        runs = [(max(locked), "up"), (min(locked), "down")]
+    for z0, direction in runs:
         items = propagate(
             engine, volume_zyx, window, z0, locked[z0], label, job_id=0,
             cache_key_prefix="segment-cli", locked_zs=set(locked), locked_masks=locked,
-            stop_score=DEFAULT_STOP_SCORE if stop_score is None else stop_score,
-            stop_at_locked=True, slab_depth=slab_depth, negatives_from_zyx=negatives_from_zyx,
+            stop_at_locked=True, direction=direction,
+            seed_score=(seed_scores or {}).get(z0), **propagate_options,
         )  # fmt: skip
         for item in items:
+            if isinstance(item, DirectionEnd) and ends is not None:
+                ends.append(item)
             if isinstance(item, SliceMask):
                 distance = abs(item.z - z0)
                 if item.z not in nearest or distance < nearest[item.z][0]:
                     nearest[item.z] = (distance, item.mask_yx)
+    if gaps == "fill":
+        spacing = propagate_options.get("spacing_zyx_mm")
+        for item in fill_object(engine, volume_zyx, window, locked, label, 0, "segment-cli",
+                                spacing_zyx_mm=spacing):  # fmt: skip
+            if isinstance(item, SliceMask):
+                nearest[item.z] = (0, item.mask_yx)
     return {z: mask for z, (_, mask) in sorted(nearest.items())}
 
 
@@ -320,6 +365,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = np.uint8 if args.label < 256 else np.uint16
     labels_zyx = np.zeros(volume.data_zyx.shape, dtype=dtype)
     seeds: dict[int, np.ndarray] = {}
+    scores: dict[int, float] = {}
     for z in sorted(prompts):
         p = prompts[z]
         points = np.array(p["points_yx"], np.float32).reshape(-1, 2)
@@ -346,17 +392,25 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr)  # fmt: skip
             labels_zyx[z][pred.mask_yx] = args.label
             seeds[z] = seeds.get(z, np.zeros(image_yx.shape, bool)) | np.asarray(pred.mask_yx, bool)
+            scores[z] = min(scores.get(z, 1.0), float(pred.score))
             print(f"slice {z}: {int(pred.mask_yx.sum())} voxels, predicted IoU {pred.score:.3f}")
     if getattr(args, "propagate", False):
-        slab = getattr(args, "slab_depth", None)
+        ends: list = []
         masks = propagate_seeds(
-            engine, volume.data_zyx, window, seeds, args.label, args.stop_score, slab, others_zyx
-        )
+            engine, volume.data_zyx, window, seeds, args.label,
+            gaps=getattr(args, "between", None), ends=ends, seed_scores=scores,
+            stop_score=args.stop_score, stop_overlap=getattr(args, "stop_overlap", None),
+            slab_depth=getattr(args, "slab_depth", None), negatives_from_zyx=others_zyx,
+            mask_prompt=getattr(args, "mask_prompt", None),
+            spacing_zyx_mm=tuple(float(v) for v in volume.spacing_zyx_mm),
+        )  # fmt: skip
         for z, mask in masks.items():
             labels_zyx[z][mask] = args.label
         zs = sorted(set(masks) | {z for z, m in seeds.items() if m.any()})
         span = f"slices {zs[0]}..{zs[-1]}" if zs else "no slice"
         print(f"propagated to {len(masks)} more slices: label {args.label} on {span}")
+        for end in ends:
+            print(f"  {end.describe()}")
     out = save_labels(labels_zyx, args.out, metadata)
     print(f"wrote {out} ({int((labels_zyx > 0).sum())} voxels labelled {args.label})")
     return 0

@@ -2,38 +2,35 @@
 
 Per object:
 
-1. A box (the truth's tight box) on the slice where the object is largest; that
-   slice is segmented with it, then :func:`napari_medsam.tasks.propagate.propagate`
-   runs up and down from it with the app's defaults.
+1. A box on the slice where the object is largest: by default a loose one, as
+   a user draws it (:func:`napari_medsam.evaluation.boxes.loose_box`, seeded,
+   the seed stated in the report), or the truth's tight box (``box="tight"``).
+   That slice is segmented with it, then
+   :func:`napari_medsam.tasks.propagate.propagate` runs up and down from it
+   with the app's defaults (stop rule fitted to the spacing, the seed and its
+   score). Where each direction stopped and why goes in the report.
 2. Up to ``max_clicks`` clicks. Each goes to the centre (maximum of the Euclidean
    distance transform, in mm when a spacing is given) of the largest connected 3D
    error component (``scipy.ndimage.label``, face connectivity), on the slice of
    that centre: positive if the component is missed object (false negative),
    negative if it is false positive. A voxel is never clicked twice. The slice is
    segmented again with all the clicks made on it so far, its previous low-res
-   logits and a box (:func:`correction_box`: the box of its current mask, or of
-   the nearest non-empty slice towards the box slice, grown to hold the positive
-   clicks); it becomes a corrected (locked) slice, and propagation re-runs from
-   it away from the box slice (``repropagate="outward"``, to the object's end or
-   the next corrected slice), as the app does after a correction.
-   ``repropagate="both"`` also re-runs towards the box slice.
+   logits and a box (:func:`correction_box`); it becomes a corrected (locked)
+   slice, and the app's Re-propagate runs from it: the one policy of
+   :mod:`napari_medsam.session.policy`, executed by
+   :func:`napari_medsam.tasks.repropagate.repropagate` (fill the gaps to the
+   neighbouring corrected slices, propagate beyond the outermost).
 3. Dice after the box + propagation (interaction 0) and after each click; the
    final Dice; and the DSC AUC: the trapezoid area under Dice over interactions
    0..max_clicks divided by ``max_clicks`` (so it lies in [0, 1]). When no error
    voxel is left before the cap, the last Dice is carried forward.
 
-Measured with LiteMedSAM on ``totalseg_ct_full`` (liver, spleen, kidneys, bladder,
-first version: both-way re-propagation, box of the current mask only, repeated
-clicks allowed): mean Dice 0.890 after box + propagation but 0.725 after 5 clicks;
-re-propagating both ways let a poor corrected slice overwrite the good slices
-between it and the box slice. Outward + :func:`correction_box` + no repeated
-click: final 0.800 (AUC 0.808); without clearing past the new end (the current
-defaults): final 0.825, AUC 0.864 (Dice after box 0.890, 0.887, 0.857, 0.861,
-0.857, 0.825). Those figures predate LiteMedSAM's stretch-to-256 input and the
-propagation stop at score 0.85 / overlap 0.6; with both, mean Dice is 0.899 after
-box + propagation, 0.870 final, AUC 0.886. LiteMedSAM was trained with boxes
-only, so its answer to clicks is unreliable and clicks do not yet improve on the
-box + propagation.
+History (LiteMedSAM, ``totalseg_ct_full`` liver/spleen/kidneys/bladder, tight
+boxes): both-way re-propagation let a poor corrected slice overwrite the good
+slices towards the box slice (final 0.725 after 0.890); outward-only without
+clearing gave final 0.870, AUC 0.886 (0.899 after box + propagation). The
+current figures, per slice thickness, are in ``eval --protocol 3d
+--spacing-report`` and the project notes.
 
 Numpy / scipy only; the engine (any :class:`~napari_medsam.model.protocol.Engine`)
 is handed in.
@@ -46,12 +43,19 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from napari_medsam.evaluation.boxes import loose_box, loose_box_settings
+from napari_medsam.evaluation.clicks3d import correction_box, next_click_3d
 from napari_medsam.prompts.geometry import box_from_mask
+from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
 from napari_medsam.tasks.propagate import propagate
+from napari_medsam.tasks.repropagate import repropagate
 from napari_medsam.tasks.segment import slice_key, windowed_slice
-from napari_medsam.types import SliceMask, SlicePrompt
+from napari_medsam.types import DirectionEnd, SliceMask, SlicePrompt
+
+BOXES = ("loose", "tight")
+#: Seed of the loose boxes unless the caller gives one.
+DEFAULT_BOX_SEED = 0
 
 logger = logging.getLogger(__name__)
 
@@ -76,93 +80,17 @@ def dsc_auc(dices: Sequence[float]) -> float:
     return float(((d[:-1] + d[1:]) / 2.0).sum() / (d.size - 1))
 
 
-def next_click_3d(
-    pred_zyx: np.ndarray,
-    gt_zyx: np.ndarray,
-    spacing_zyx_mm: Sequence[float] | None = None,
-    clicked_zyx: np.ndarray | None = None,
-) -> tuple[int, int, int, bool] | None:
-    """Centre of the largest connected 3D error component.
-
-    Parameters
-    ----------
-    pred_zyx, gt_zyx : np.ndarray
-        (Z, Y, X) bool prediction and truth.
-    spacing_zyx_mm : sequence of float, optional
-        Voxel size for the distance transform (isotropic when None).
-    clicked_zyx : np.ndarray, optional
-        (Z, Y, X) bool, voxels clicked before: never clicked again (as the 2D
-        RITM clicker), so an error the model did not fix gets a new position.
-
-    Returns
-    -------
-    tuple or None
-        (z, y, x, is_positive) of the voxel farthest from the component's
-        boundary (first in raster order on ties); None when there is no error.
-    """
-    error = pred_zyx ^ gt_zyx
-    if clicked_zyx is not None:
-        error &= ~clicked_zyx
-    if not error.any():
-        return None
-    components, n = ndimage.label(error)
-    sizes = np.bincount(components.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    biggest = int(np.argmax(sizes))
-    box = ndimage.find_objects((components == biggest).astype(np.int8))[0]
-    region = np.pad(components[box] == biggest, 1)
-    dt = ndimage.distance_transform_edt(region, sampling=spacing_zyx_mm)[1:-1, 1:-1, 1:-1]
-    dz, dy, dx = np.unravel_index(int(np.argmax(dt)), dt.shape)
-    z, y, x = dz + box[0].start, dy + box[1].start, dx + box[2].start
-    return int(z), int(y), int(x), bool(gt_zyx[z, y, x])
-
-
-def correction_box(pred_zyx: np.ndarray, z: int, z_start: int, positive_yx: np.ndarray):
-    """Box for re-segmenting slice ``z`` after a click.
-
-    The box of the current mask on ``z`` or, where ``z`` is empty (propagation
-    stopped short of it), of the nearest non-empty slice towards ``z_start``;
-    enlarged to contain the positive clicks. None when there is nothing to box.
-
-    Returns
-    -------
-    np.ndarray or None
-        (4,) float32 (y0, x0, y1, x1).
-    """
-    box = box_from_mask(pred_zyx[z])
-    if box is None and z != z_start:
-        step = -1 if z > z_start else 1
-        for zz in range(z + step, z_start + step, step):  # towards the box slice, inclusive
-            box = box_from_mask(pred_zyx[zz])
-            if box is not None:
-                break
-    pos = np.asarray(positive_yx, np.float32).reshape(-1, 2)
-    if len(pos):
-        lo, hi = pos.min(axis=0), pos.max(axis=0)
-        if box is None:
-            box = np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)
-        else:
-            box = np.array(
-                [min(box[0], lo[0]), min(box[1], lo[1]), max(box[2], hi[0]), max(box[3], hi[1])],
-                np.float32,
-            )
-    return box
-
-
-def _propagate_into(
-    pred, engine, volume_zyx, window, z, locked, key_prefix, label, kwargs
-) -> tuple[float, int]:
+def _apply(pred: np.ndarray, items) -> tuple[float, int, list[DirectionEnd]]:
+    """Paint a task's SliceMasks into ``pred``: (seconds, slices written, direction ends)."""
     t0 = time.perf_counter()
-    n = 0
-    others = {k: v for k, v in locked.items() if k != z}
-    for item in propagate(
-        engine, volume_zyx, window, z, pred[z], label, 0, key_prefix,
-        locked_zs=set(others), locked_masks=others, **kwargs,
-    ):  # fmt: skip
+    n, ends = 0, []
+    for item in items:
         if isinstance(item, SliceMask):
             pred[item.z] = item.mask_yx
             n += 1
-    return time.perf_counter() - t0, n
+        elif isinstance(item, DirectionEnd):
+            ends.append(item)
+    return time.perf_counter() - t0, n, ends
 
 
 def evaluate_object(
@@ -175,8 +103,9 @@ def evaluate_object(
     spacing_zyx_mm: Sequence[float] | None = None,
     cache_key_prefix: Hashable = "protocol3d",
     propagate_kwargs: Mapping | None = None,
-    repropagate: str = "outward",
-    clear_after_click: bool = False,
+    policy: RepropagationPolicy = DEFAULT_POLICY,
+    box: str = "loose",
+    rng: np.random.Generator | None = None,
 ) -> dict:
     """Run the 3D protocol on one object.
 
@@ -192,62 +121,71 @@ def evaluate_object(
         Id used in the yielded masks and logs.
     max_clicks : int
     spacing_zyx_mm : sequence of float, optional
+        For the click's distance transform, the stop rule and the fill.
     cache_key_prefix : hashable
         Identity of the volume for the engine's embedding cache.
     propagate_kwargs : mapping, optional
         Extra arguments of :func:`~napari_medsam.tasks.propagate.propagate`
-        (thresholds, prompt options); ``clear_past_end`` is set for re-propagations.
-    repropagate : {"outward", "both"}
-        After a click, re-propagate from the clicked slice away from the box
-        slice only (towards the object's end; the slices between stay), or both
-        ways. Both ways lets one poor corrected slice overwrite good slices
-        between it and the box slice; see the module notes for the measurement.
-    clear_after_click : bool
-        Re-propagate with ``clear_past_end``: when the chain from a corrected
-        slice stops early, erase the object beyond. Off by default: with
-        LiteMedSAM a negative click often empties the slice, and clearing then
-        erased the true rest of the organ (kidney R: 0.942 -> 0.691 in one click).
+        (stop rule, thresholds, mask prompt, ...), for every propagation.
+    policy : RepropagationPolicy
+        What follows a click (the app's Re-propagate policy by default).
+    box : {"loose", "tight"}
+        The first prompt: a loose box drawn with ``rng``, or the truth's box.
+    rng : np.random.Generator, optional
+        For the loose box (default: seeded with :data:`DEFAULT_BOX_SEED` and ``label``).
 
     Returns
     -------
     dict
-        ``z_start``, ``dice_per_interaction`` (length ``max_clicks + 1``),
-        ``final_dice``, ``dsc_auc``, ``clicks`` (list of {z, y, x, positive}),
-        ``propagation_seconds`` (all propagations), ``initial_propagation_seconds``,
-        ``initial_slices`` (slices painted by the first propagation),
-        ``box_seconds`` (embedding + decoding the box slice), ``seconds`` (total).
+        ``z_start``, ``box`` (y0, x0, y1, x1), ``dice_per_interaction`` (length
+        ``max_clicks + 1``), ``final_dice``, ``dsc_auc``, ``clicks`` (list of {z,
+        y, x, positive}), ``stops`` (per direction of the first propagation:
+        direction, last_z, stop_z, reason, text), ``slices_reached`` and
+        ``truth_slices`` (slices holding the object after box + propagation, and
+        in the truth), ``propagation_seconds`` (all propagations),
+        ``initial_propagation_seconds``, ``initial_slices`` (slices painted by
+        the first propagation), ``box_seconds``, ``seconds`` (total).
     """
     t_start = time.perf_counter()
     gt = np.asarray(gt_zyx, bool)
     if not gt.any():
         raise ValueError(f"label {label}: the truth is empty")
+    if box not in BOXES:
+        raise ValueError(f"box must be one of {BOXES}, got {box!r}")
     kwargs = dict(propagate_kwargs or {})
     z0 = int(np.argmax(gt.sum(axis=(1, 2))))
     pred = np.zeros(gt.shape, bool)
     logits: dict[int, np.ndarray] = {}
+    spacing = None if spacing_zyx_mm is None else tuple(float(v) for v in spacing_zyx_mm)
 
-    def segment(z: int, prompt: SlicePrompt) -> np.ndarray:
+    def segment(z: int, prompt: SlicePrompt):
         image = windowed_slice(volume_zyx, z, window)
         key = slice_key(cache_key_prefix, z, window)
         engine.embed(image, key)
         out = engine.predict(image, prompt, key)
         if out.logits_lowres is not None:
             logits[z] = np.asarray(out.logits_lowres, np.float32)
-        return np.asarray(out.mask_yx, bool)
+        return np.asarray(out.mask_yx, bool), float(out.score)
 
     t0 = time.perf_counter()
-    pred[z0] = segment(z0, SlicePrompt(box_yxyx=box_from_mask(gt[z0])))
+    if box == "loose":
+        rng = np.random.default_rng([DEFAULT_BOX_SEED, int(label)]) if rng is None else rng
+        box_yxyx = loose_box(gt[z0], rng)
+    else:
+        box_yxyx = box_from_mask(gt[z0])
+    pred[z0], seed_score = segment(z0, SlicePrompt(box_yxyx=box_yxyx))
     box_seconds = time.perf_counter() - t0
     locked = {z0: pred[z0].copy()}  # the box slice was prompted by the user
-    first_s, first_n = _propagate_into(
-        pred, engine, volume_zyx, window, z0, locked, cache_key_prefix, label, kwargs
-    )
+    scores = {z0: seed_score}
+    first_s, first_n, ends = _apply(pred, propagate(
+        engine, volume_zyx, window, z0, pred[z0], label, 0, cache_key_prefix,
+        spacing_zyx_mm=spacing, seed_score=seed_score, start_logits_lowres=logits.get(z0),
+        **kwargs,
+    ))  # fmt: skip
     prop_s = first_s
+    reached = int(np.count_nonzero(pred.any(axis=(1, 2))))
     dices = [dice3d(pred, gt)]
     clicks: list[dict] = []
-    if repropagate not in ("outward", "both"):
-        raise ValueError(f"repropagate must be 'outward' or 'both', got {repropagate!r}")
-    kwargs_again = {**kwargs, "clear_past_end": clear_after_click, "stop_at_locked": True}
     clicked = np.zeros(gt.shape, bool)
     for _ in range(max_clicks):
         click = next_click_3d(pred, gt, spacing_zyx_mm, clicked)
@@ -265,26 +203,30 @@ def evaluate_object(
             box_yxyx=correction_box(pred, z, z0, points[point_labels == 1]),
             prev_logits_lowres=logits.get(z),
         )
-        pred[z] = segment(z, prompt)
+        pred[z], scores[z] = segment(z, prompt)
         locked[z] = pred[z].copy()
-        if repropagate == "both" or z == z0:
-            direction = "both"
-        else:
-            direction = "up" if z > z0 else "down"
-        s, _ = _propagate_into(
-            pred, engine, volume_zyx, window, z, locked, cache_key_prefix, label,
-            {**kwargs_again, "direction": direction},
-        )  # fmt: skip
+        s, _, _ = _apply(pred, repropagate(
+            engine, volume_zyx, window, z, locked, label, 0, cache_key_prefix, policy,
+            spacing_zyx_mm=spacing, seed_scores=scores, **kwargs,
+        ))  # fmt: skip
         prop_s += s
         dices.append(dice3d(pred, gt))
         logger.debug("label %s click %d at %s: Dice %.4f", label, len(clicks), click, dices[-1])
     dices += [dices[-1]] * (max_clicks + 1 - len(dices))
     return {
         "z_start": z0,
+        "box": [float(v) for v in box_yxyx],
         "dice_per_interaction": [float(d) for d in dices],
         "final_dice": float(dices[-1]),
         "dsc_auc": dsc_auc(dices),
         "clicks": clicks,
+        "stops": [
+            {"direction": e.direction, "last_z": e.last_z, "stop_z": e.stop_z,
+             "reason": e.reason, "text": e.describe()}
+            for e in ends
+        ],  # fmt: skip
+        "slices_reached": reached,
+        "truth_slices": int(np.count_nonzero(gt.any(axis=(1, 2)))),
         "propagation_seconds": float(prop_s),
         "initial_propagation_seconds": float(first_s),
         "initial_slices": int(first_n),
@@ -305,8 +247,9 @@ def run_protocol3d(
     cache_key_prefix: Hashable = "protocol3d",
     propagate_kwargs: Mapping | None = None,
     progress: Callable[[int, int, int], None] | None = None,
-    repropagate: str = "outward",
-    clear_after_click: bool = False,
+    policy: RepropagationPolicy = DEFAULT_POLICY,
+    box: str = "loose",
+    box_seed: int = DEFAULT_BOX_SEED,
 ) -> dict:
     """Run the interactive 3D protocol on several objects of one volume.
 
@@ -322,7 +265,6 @@ def run_protocol3d(
     window : IntensityWindow
     max_clicks : int
     spacing_zyx_mm : sequence of float, optional
-        For the click's distance transform.
     label_names : mapping, optional
         id -> name for the report.
     cache_key_prefix : hashable
@@ -330,18 +272,21 @@ def run_protocol3d(
         See :func:`evaluate_object`.
     progress : callable, optional
         ``progress(done, total, label)`` after each object.
-    repropagate : {"outward", "both"}
+    policy : RepropagationPolicy
         See :func:`evaluate_object`.
-    clear_after_click : bool
+    box : {"loose", "tight"}
         See :func:`evaluate_object`.
+    box_seed : int
+        Object ``label``'s loose box is drawn with ``default_rng([box_seed, label])``.
 
     Returns
     -------
     dict
-        ``protocol`` ("3d"), ``engine``, ``max_clicks``, ``labels``: {str(id):
-        :func:`evaluate_object`'s record plus ``name``}, ``skipped`` (ids with
-        no voxel), and ``mean`` over evaluated objects of ``final_dice``,
-        ``dsc_auc``, ``dice_per_interaction`` and ``propagation_seconds``.
+        ``protocol`` ("3d"), ``engine``, ``max_clicks``, ``policy``, ``box`` (kind,
+        seed, jitter), ``labels``: {str(id): :func:`evaluate_object`'s record plus
+        ``name``}, ``skipped`` (ids with no voxel), and ``mean`` over evaluated
+        objects of ``final_dice``, ``dsc_auc``, ``dice_per_interaction`` and
+        ``propagation_seconds``.
     """
     labels_zyx = np.asarray(labels_zyx)
     if labels_zyx.shape != tuple(volume_zyx.shape):
@@ -358,7 +303,8 @@ def run_protocol3d(
             continue
         record = evaluate_object(
             engine, volume_zyx, gt, window, int(label), max_clicks, spacing_zyx_mm,
-            cache_key_prefix, propagate_kwargs, repropagate, clear_after_click,
+            cache_key_prefix, propagate_kwargs, policy, box,
+            np.random.default_rng([int(box_seed), int(label)]),
         )  # fmt: skip
         per_label[str(int(label))] = {
             "name": names.get(int(label), f"label {int(label)}"),
@@ -384,8 +330,8 @@ def run_protocol3d(
         "protocol": "3d",
         "engine": getattr(engine, "name", type(engine).__name__),
         "max_clicks": int(max_clicks),
-        "repropagate": repropagate,
-        "clear_after_click": bool(clear_after_click),
+        "policy": policy.to_dict(),
+        "box": loose_box_settings(box_seed) if box == "loose" else {"kind": "tight"},
         "labels": per_label,
         "skipped": skipped,
         "mean": mean,

@@ -237,6 +237,54 @@ def lowres_logits_to_slice(
     return (my @ logits @ mx.T).astype(np.float32)
 
 
+#: |logit| of a binary mask given as SAM's ``mask_input`` (:func:`slice_mask_to_lowres_logits`).
+MASK_PROMPT_LOGIT = 8.0
+
+
+def slice_mask_to_lowres_logits(
+    mask_yx: np.ndarray,
+    side: int,
+    lowres_side: int = LOWRES_SIDE,
+    resize: str = RESIZE_LONGEST_SIDE,
+    magnitude: float = MASK_PROMPT_LOGIT,
+) -> np.ndarray:
+    """A slice's binary mask as low-resolution logits in the model frame (SAM's ``mask_input``).
+
+    The reverse of :func:`lowres_logits_to_slice`: resize the (H, W) mask to the
+    content's (new_h, new_w) inside the ``side`` square, pad bottom/right with
+    background, resize to ``lowres_side`` (bilinear, half-pixel centres), and map
+    the covered fraction f to ``magnitude * (2 f - 1)``. So
+    ``lowres_logits_to_slice(slice_mask_to_lowres_logits(m, ...), ...) > 0`` gives
+    ``m`` back up to resampling at the edges.
+
+    Parameters
+    ----------
+    mask_yx : np.ndarray
+        (H, W) bool mask on the slice grid.
+    side : int
+        Model input side.
+    lowres_side : int
+        Side of the low-res logits (256 for SAM-family models).
+    resize : str
+        ``"longest_side"`` or ``"stretch"``.
+    magnitude : float
+        Logit of a pixel fully inside (outside: minus it).
+
+    Returns
+    -------
+    np.ndarray
+        (lowres_side, lowres_side) float32.
+    """
+    mask = np.asarray(mask_yx, dtype=np.float64)
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
+    new_h, new_w = resized_shape(mask.shape, side, resize)
+    my = bilinear_matrix(lowres_side, side)[:, :new_h] @ bilinear_matrix(new_h, mask.shape[0])
+    mx = bilinear_matrix(lowres_side, side)[:, :new_w] @ bilinear_matrix(new_w, mask.shape[1])
+    frac = my @ mask @ mx.T
+    return (magnitude * (2.0 * frac - 1.0)).astype(np.float32)
+
+
 def box_from_mask(mask_yx: np.ndarray) -> np.ndarray | None:
     """Tight bounding box of a 2-D mask.
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
 from napari_medsam.tasks.propagate import propagate
+from napari_medsam.tasks.repropagate import fill_object, repropagate
 from napari_medsam.tasks.segment import Window, embed_slices, segment_slice
 from napari_medsam.types import Progress, SlicePrompt
 
@@ -97,6 +98,53 @@ def propagate_job(
             cache_key_prefix,
             **options,
         )
+
+    return task
+
+
+def repropagate_job(
+    holder: EngineHolder,
+    volume_zyx,
+    window: Window,
+    changed_zs,
+    corrected_masks,
+    label: int,
+    cache_key_prefix: Hashable,
+    **options,
+) -> Task:
+    """Re-propagate after corrections (see :func:`~napari_medsam.tasks.repropagate.repropagate`).
+
+    ``corrected_masks`` are copies made on the GUI thread; ``options`` are passed on
+    (``policy``, ``fill_refine``, ``spacing_zyx_mm`` and propagation options).
+    """
+
+    def task(job_id: int):
+        yield from _engine(holder, job_id)
+        yield from repropagate(
+            holder.get(), volume_zyx, window, changed_zs, corrected_masks, label, job_id,
+            cache_key_prefix, **options,
+        )  # fmt: skip
+
+    return task
+
+
+def fill_job(
+    holder: EngineHolder,
+    volume_zyx,
+    window: Window,
+    corrected_masks,
+    label: int,
+    cache_key_prefix: Hashable,
+    **options,
+) -> Task:
+    """Fill between corrected slices (see :func:`~napari_medsam.tasks.repropagate.fill_object`)."""
+
+    def task(job_id: int):
+        yield from _engine(holder, job_id)
+        yield from fill_object(
+            holder.get(), volume_zyx, window, corrected_masks, label, job_id, cache_key_prefix,
+            **options,
+        )  # fmt: skip
 
     return task
 

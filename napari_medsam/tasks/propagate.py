@@ -3,17 +3,21 @@
 Numpy / scipy only (plus whatever the engine needs); no Qt, no napari. Like
 :func:`napari_medsam.tasks.segment.segment_slice` this is a plain generator run
 on the worker: it yields :class:`~napari_medsam.types.Progress` before each
-model call (where a runner may stop a superseded job) and one
-:class:`~napari_medsam.types.SliceMask` (copies) per finished slice.
+model call (where a runner may stop a superseded job), one
+:class:`~napari_medsam.types.SliceMask` (copies) per finished slice and one
+:class:`~napari_medsam.types.DirectionEnd` per direction (where it stopped and why).
 
 Each slice is prompted from the result on the previous slice (the one nearer
-the start): the box of that mask widened by ``box_margin`` pixels
-(:func:`napari_medsam.prompts.geometry.box_from_mask`), optionally the previous
-low-resolution logits as SAM's ``mask_input`` and a positive click at the
-mask's interior (the maximum of its distance transform). A direction stops at
-the first slice whose prediction is smaller than ``min_area`` pixels, whose
-predicted IoU is below ``stop_score``, or whose overlap (IoU) with the previous
-slice's mask is below ``stop_overlap``; that slice is not painted.
+the start, :mod:`napari_medsam.tasks.propagate_prompts`): the box of that mask
+widened by ``box_margin`` pixels, optionally that mask as SAM's dense
+``mask_input`` (``mask_prompt``) and a positive click at the mask's interior. A
+direction stops at the first slice where the run's
+:class:`~napari_medsam.tasks.stop_rules.StopThresholds` give a reason (too
+small, predicted IoU too low, too little overlap with the previous slice);
+that slice is not painted. The thresholds are fitted to the scan and the object
+(slice spacing, seed size, seed score) by a
+:class:`~napari_medsam.tasks.stop_rules.StopRule`; the defaults and their
+measurement are in :mod:`napari_medsam.tasks.stop_rules`.
 
 Directions run one after the other, ``"up"`` (increasing z) first, then
 ``"down"``: each direction is one chain of dependent predictions, so running
@@ -23,111 +27,77 @@ Where the engine has SD-Trans (``engine.slab_depth > 1`` and ``predict_stack``,
 see :mod:`napari_medsam.tasks.slab`) the slices are predicted a slab of D at a
 time: every slice of the slab is prompted from the last finished slice, and the
 stop rules still apply per slice (a stop discards the rest of the slab).
-
-Default thresholds, measured
-----------------------------
-``benchmarks/sweep_propagation.py`` measures them on ``totalseg_ct_full`` (CT,
-display grid 112 x 101 x 122, 3 mm, window 40/400) with the bundled LiteMedSAM
-on CPU. For liver (5), spleen (1), kidney R (2), kidney L (3) and bladder (21)
-the truth's mask on the organ's largest slice seeds one propagation with no
-stop rule but an empty mask; each slice's predicted IoU, overlap with the
-previous slice and area are recorded, and every threshold pair is replayed on
-that chain with :func:`ends_direction` (a slice depends only on the slices
-before, so the replay equals a run). Mean 3D Dice [liver spleen kidR kidL bladder]:
-
-no stop rule 0.731; score >= 0.80: 0.872 (overlap 0.2 or 0.6 the same); score 0.80
-with overlap 0.7: 0.896; **score >= 0.85: 0.901** [.826 .952 .904 .908 .914];
-score >= 0.90: 0.716 (stops inside the organs); overlap >= 0.6 alone: 0.868.
-
-Chosen: **score >= 0.85, overlap >= 0.6** (0.901). The liver decides the score:
-from slice 94 down its chain grows beyond the liver with scores 0.81-0.87 and
-overlaps 0.66-0.88, which only score >= 0.85 or overlap >= 0.7 stop; overlap 0.7
-also cuts the kidneys' fast-shrinking last slices (.896/.897). Replaying score
-thresholds 0.80-0.90 in steps of 0.01 (overlap 0.6), every organ's stop slices
-are the same from 0.82 to 0.88 (within one slice); at 0.89 the spleen stops 20
-slices early, so 0.85 sits in the middle of a plateau, not on a peak. Overlap
-0.6 changes nothing at score 0.85 here; it is the backstop for an engine whose
-predicted IoU is less well calibrated (overlap 0.6 alone: 0.868, no rule 0.731).
-One scan and five organs: re-run the script for a new checkpoint.
-
-Box margin (best thresholds): 0 px 0.700 (masks shrink), 2 px 0.901, 4 px 0.842 (masks grow).
-Previous logits and the interior click stay off (not measured; clicks hurt LiteMedSAM).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Hashable, Iterator, Mapping
+from dataclasses import replace
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from napari_medsam.model.protocol import Engine
-from napari_medsam.prompts.geometry import box_from_mask
 from napari_medsam.prompts.negatives import with_negatives_from_labels
+from napari_medsam.tasks.propagate_prompts import (
+    DEFAULT_BOX_MARGIN,
+    DEFAULT_USE_POINT,
+    MASK_PROMPTS,
+    default_mask_prompt,
+    interior_point_yx,
+    mask_iou,
+    mask_prompt_frame,
+    mask_prompt_logits,
+    prompt_from_mask,
+)
 from napari_medsam.tasks.segment import Window, slice_key, windowed_slice
 from napari_medsam.tasks.slab import engine_slab_depth, next_slab, predict_slab
-from napari_medsam.types import Progress, SliceMask, SlicePrompt
+from napari_medsam.tasks.stop_rules import DEFAULT_STOP_RULE, StopRule, StopThresholds
+from napari_medsam.types import DirectionEnd, Progress, SliceMask
 
 logger = logging.getLogger(__name__)
 
-#: Stop when the predicted IoU falls below this (``benchmarks/sweep_propagation.py``;
-#: see the module docstring).
-DEFAULT_STOP_SCORE = 0.85
-#: Stop when IoU(this slice's mask, previous slice's mask) falls below this
-#: (``benchmarks/sweep_propagation.py``; see the module docstring).
-DEFAULT_STOP_OVERLAP = 0.6
+__all__ = [
+    "DEFAULT_BOX_MARGIN",
+    "DEFAULT_MIN_AREA",
+    "DEFAULT_STOP_OVERLAP",
+    "DEFAULT_STOP_SCORE",
+    "DIRECTIONS",
+    "MASK_PROMPTS",
+    "default_settings",
+    "ends_direction",
+    "interior_point_yx",
+    "mask_iou",
+    "prompt_from_mask",
+    "propagate",
+    "stop_thresholds",
+]
+
+#: The default rule's absolute floors (see :data:`~napari_medsam.tasks.stop_rules.DEFAULT_STOP_RULE`).
+DEFAULT_STOP_SCORE = DEFAULT_STOP_RULE.stop_score
+DEFAULT_STOP_OVERLAP = DEFAULT_STOP_RULE.stop_overlap
 #: Stop when the mask has fewer pixels than this.
-DEFAULT_MIN_AREA = 5
-#: Pixels added on each side of the previous slice's box.
-DEFAULT_BOX_MARGIN = 2
-#: Feed the previous slice's low-res logits as ``mask_input``.
+DEFAULT_MIN_AREA = DEFAULT_STOP_RULE.min_area
+#: Kept for callers of the old flag: True means ``mask_prompt="logits"``.
 DEFAULT_USE_PREV_LOGITS = False
-#: Add a positive click at the previous mask's interior.
-DEFAULT_USE_POINT = False
 
 DIRECTIONS = ("both", "up", "down")
 
 
 def default_settings() -> dict:
     """The measured defaults of :func:`propagate`, e.g. for a report."""
+    rule = DEFAULT_STOP_RULE
     return {
-        "stop_score": DEFAULT_STOP_SCORE,
-        "stop_overlap": DEFAULT_STOP_OVERLAP,
-        "min_area": DEFAULT_MIN_AREA,
+        "stop_score": rule.stop_score,
+        "stop_overlap": rule.stop_overlap,
+        "min_area": rule.min_area,
+        "score_ratio": rule.score_ratio,
+        "overlap_slope": rule.overlap_slope,
+        "overlap_min": rule.overlap_min,
         "box_margin": DEFAULT_BOX_MARGIN,
-        "use_prev_logits": DEFAULT_USE_PREV_LOGITS,
+        "mask_prompt": "engine default (box only for the bundled LiteMedSAM)",
         "use_point": DEFAULT_USE_POINT,
     }
-
-
-def interior_point_yx(mask_yx: np.ndarray) -> np.ndarray | None:
-    """The pixel of a mask farthest from its boundary (distance-transform maximum).
-
-    The image border counts as boundary. Ties go to the first pixel in raster order.
-
-    Parameters
-    ----------
-    mask_yx : np.ndarray
-        (H, W) bool mask.
-
-    Returns
-    -------
-    np.ndarray or None
-        (2,) float32 (row, col), or None for an empty mask.
-    """
-    mask = np.asarray(mask_yx, bool)
-    if not mask.any():
-        return None
-    dt = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dt)), dt.shape)
-    return np.array([y, x], np.float32)
-
-
-def mask_iou(a_yx: np.ndarray, b_yx: np.ndarray) -> float:
-    """IoU of two (H, W) bool masks; 0.0 when both are empty."""
-    union = np.count_nonzero(a_yx | b_yx)
-    return float(np.count_nonzero(a_yx & b_yx)) / union if union else 0.0
 
 
 def ends_direction(
@@ -138,85 +108,40 @@ def ends_direction(
     stop_overlap: float = DEFAULT_STOP_OVERLAP,
     min_area: int = DEFAULT_MIN_AREA,
 ) -> bool:
-    """The stop rule of :func:`propagate` for one predicted slice.
+    """The fixed-threshold stop rule for one predicted slice (True: the slice is not painted).
 
-    Parameters
-    ----------
-    area : int
-        Pixels in the slice's predicted mask.
-    score : float
-        The model's predicted IoU for it.
-    overlap : float
-        IoU of the mask with the previous slice's mask (:func:`mask_iou`).
-    stop_score, stop_overlap, min_area
-        As in :func:`propagate`.
-
-    Returns
-    -------
-    bool
-        True when the direction ends at this slice (the slice is not painted).
+    Equal to ``StopThresholds(stop_score, stop_overlap, min_area).reason(...) is not None``.
     """
-    return area < min_area or score < stop_score or overlap < stop_overlap
+    thresholds = StopThresholds(float(stop_score), float(stop_overlap), int(min_area))
+    return thresholds.reason(area, score, overlap) is not None
 
 
-def prompt_from_mask(
-    prev_mask_yx: np.ndarray,
-    prev_logits_lowres: np.ndarray | None = None,
-    box_margin: int = DEFAULT_BOX_MARGIN,
-    use_point: bool = DEFAULT_USE_POINT,
-) -> SlicePrompt:
-    """Prompt for the next slice from the previous slice's mask.
-
-    Parameters
-    ----------
-    prev_mask_yx : np.ndarray
-        (H, W) bool, non-empty mask of the object on the neighbouring slice.
-    prev_logits_lowres : np.ndarray, optional
-        (256, 256) float32 low-res logits of that mask (model frame), passed on
-        as ``prev_logits_lowres``; None leaves the model without a mask input.
-    box_margin : int
-        Pixels added on each side of the mask's box, clipped to the slice.
-    use_point : bool
-        Add one positive click at :func:`interior_point_yx`.
-
-    Returns
-    -------
-    SlicePrompt
-        In the slice's (row, col) pixel frame.
-    """
-    box = box_from_mask(prev_mask_yx)
-    if box is None:
-        raise ValueError("cannot prompt from an empty mask")
-    h, w = prev_mask_yx.shape
-    m = float(box_margin)
-    box = np.array(
-        [
-            max(box[0] - m, 0.0),
-            max(box[1] - m, 0.0),
-            min(box[2] + m, h - 1.0),
-            min(box[3] + m, w - 1.0),
-        ],
-        np.float32,
-    )
-    if use_point:
-        points = interior_point_yx(prev_mask_yx).reshape(1, 2)
-        labels = np.ones(1, np.int64)
-    else:
-        points, labels = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
-    logits = None if prev_logits_lowres is None else np.asarray(prev_logits_lowres, np.float32)
-    return SlicePrompt(
-        points_yx=points, point_labels=labels, box_yxyx=box, prev_logits_lowres=logits
-    )
+def stop_thresholds(
+    stop_rule: StopRule | None = None,
+    stop_score: float | None = None,
+    stop_overlap: float | None = None,
+    min_area: int | None = None,
+    spacing_zyx_mm=None,
+    seed_mask_yx: np.ndarray | None = None,
+    seed_score: float | None = None,
+) -> StopThresholds:
+    """The thresholds a :func:`propagate` run applies: the rule (default
+    :data:`~napari_medsam.tasks.stop_rules.DEFAULT_STOP_RULE`) with the explicit
+    floors given, fitted to the spacing, the seed and its score."""
+    rule = (stop_rule or DEFAULT_STOP_RULE).with_overrides(stop_score, stop_overlap)
+    if min_area is not None:
+        rule = replace(rule, min_area=int(min_area))
+    return rule.fit(spacing_zyx_mm, seed_mask_yx, seed_score)
 
 
-def _direction_zs(start_z: int, n_z: int, direction: str) -> list[list[int]]:
+def _direction_zs(start_z: int, n_z: int, direction: str) -> list[tuple[str, list[int]]]:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     runs = []
     if direction in ("both", "up"):
-        runs.append(list(range(start_z + 1, n_z)))
+        runs.append(("up", list(range(start_z + 1, n_z))))
     if direction in ("both", "down"):
-        runs.append(list(range(start_z - 1, -1, -1)))
+        runs.append(("down", list(range(start_z - 1, -1, -1))))
     return runs
 
 
@@ -231,9 +156,9 @@ def propagate(
     cache_key_prefix: Hashable = None,
     locked_zs: Collection[int] = frozenset(),
     locked_masks: Mapping[int, np.ndarray] | None = None,
-    stop_score: float = DEFAULT_STOP_SCORE,
-    stop_overlap: float = DEFAULT_STOP_OVERLAP,
-    min_area: int = DEFAULT_MIN_AREA,
+    stop_score: float | None = None,
+    stop_overlap: float | None = None,
+    min_area: int | None = None,
     direction: str = "both",
     start_logits_lowres: np.ndarray | None = None,
     box_margin: int = DEFAULT_BOX_MARGIN,
@@ -243,7 +168,11 @@ def propagate(
     stop_at_locked: bool = False,
     slab_depth: int | None = None,
     negatives_from_zyx: np.ndarray | None = None,
-) -> Iterator[Progress | SliceMask]:
+    stop_rule: StopRule | None = None,
+    spacing_zyx_mm=None,
+    seed_score: float | None = None,
+    mask_prompt: str | None = None,
+) -> Iterator[Progress | SliceMask | DirectionEnd]:
     """Segment one object on the slices above and below ``start_z``.
 
     Parameters
@@ -268,23 +197,22 @@ def propagate(
         Slices corrected by hand: never predicted nor yielded. Propagation
         passes through a locked slice using ``locked_masks[z]`` as the new seed;
         a locked slice with no entry in ``locked_masks``, or whose mask is
-        smaller than ``min_area``, ends the direction there.
+        smaller than the minimum area, ends the direction there.
     locked_masks : mapping of int to np.ndarray, optional
         ``z -> (Y, X) bool`` mask of this object on locked slices.
-    stop_score : float
-        A direction ends at the first slice whose predicted IoU is below this.
-    stop_overlap : float
-        ... or whose IoU with the previous slice's mask is below this.
-    min_area : int
-        ... or whose mask has fewer pixels than this (the object vanished).
+    stop_score, stop_overlap : float, optional
+        Explicit floors of the predicted IoU and of the IoU with the previous
+        slice's mask; given, they replace the rule's fitted ones (the user's number).
+    min_area : int, optional
+        A direction ends at a mask with fewer pixels (default: the rule's).
     direction : {"both", "up", "down"}
         ``"up"`` is increasing z. ``"both"`` runs up first, then down.
     start_logits_lowres : np.ndarray, optional
-        (256, 256) logits of the seed, used as the first mask input.
+        (L, L) logits of the seed, the first mask input in ``"logits"`` mode.
     box_margin : int
         Pixels added on each side of the box taken from the previous mask.
     use_prev_logits : bool
-        Pass the previous slice's low-res logits as ``prev_logits_lowres``.
+        Old name of ``mask_prompt="logits"`` (used when ``mask_prompt`` is None).
     use_point : bool
         Add a positive click at the previous mask's interior.
     clear_past_end : bool
@@ -294,19 +222,24 @@ def propagate(
         propagation painted there. Between the start and a locked slice nothing
         is cleared: the corrected slice says the object goes on.
     stop_at_locked : bool
-        End a direction at the first locked slice instead of passing through
-        it: after a correction, only the slices between it and its neighbouring
-        corrected slices are re-segmented (beyond them nothing changed).
+        End a direction at the first locked slice instead of passing through it.
     slab_depth : int, optional
         Slices per model call where the engine segments slabs (SD-Trans): None
-        uses the engine's ``slab_depth``, 1 forces the per-slice path. Ignored
-        for engines without ``predict_stack``.
+        uses the engine's ``slab_depth``, 1 forces the per-slice path.
     negatives_from_zyx : np.ndarray, optional
         (Z, Y, X) integer labels copied when the job was made (never a live
-        layer). When given, the other objects on each predicted slice that lie
-        in its box add negative clicks
-        (:func:`napari_medsam.prompts.negatives.with_negatives_from_labels`); a
-        slab takes those of its first slice.
+        layer); the other objects in each predicted slice's box add negative clicks.
+    stop_rule : StopRule, optional
+        Default :data:`~napari_medsam.tasks.stop_rules.DEFAULT_STOP_RULE`.
+    spacing_zyx_mm : sequence of 3 float, optional
+        Voxel size, for the rule's spacing scaling (None: no scaling).
+    seed_score : float, optional
+        Predicted IoU of the seed, for the rule's relative score floor.
+    mask_prompt : {"none", "logits", "binary"}, optional
+        The previous mask as SAM's dense prompt (see
+        :data:`~napari_medsam.tasks.propagate_prompts.MASK_PROMPTS`); None: the
+        engine's choice (:func:`~napari_medsam.tasks.propagate_prompts.default_mask_prompt`).
+        Engines without a mask input get box-only prompts.
 
     Yields
     ------
@@ -315,6 +248,8 @@ def propagate(
         reach, and ``done`` jumps to the end of a direction when it stops.
     SliceMask
         (Y, X) bool mask of one finished slice (a copy), in propagation order.
+    DirectionEnd
+        After each direction: the last slice painted, where and why it stopped.
     """
     n_z = int(volume_zyx.shape[0])
     if not 0 <= start_z < n_z:
@@ -328,20 +263,33 @@ def propagate(
         raise ValueError(
             f"labels of shape {np.shape(negatives_from_zyx)} for a volume of shape {volume_zyx.shape}"
         )
+    if mask_prompt is None:
+        mask_prompt = "logits" if use_prev_logits else default_mask_prompt(engine)
+    if mask_prompt not in MASK_PROMPTS:
+        raise ValueError(f"mask_prompt must be one of {MASK_PROMPTS}, got {mask_prompt!r}")
+    frame = mask_prompt_frame(engine) if mask_prompt != "none" else None
+    if mask_prompt != "none" and frame is None:
+        logger.info("%s: no mask-input frame, binary masks go without a mask prompt", engine.name)
+    limits = stop_thresholds(
+        stop_rule, stop_score, stop_overlap, min_area, spacing_zyx_mm, seed, seed_score
+    )
+    logger.debug("propagation of %s: stop thresholds %s", label, limits)
     locked = {int(z) for z in locked_zs}
     locked_masks = {int(z): np.asarray(m, bool) for z, m in (locked_masks or {}).items()}
     runs = _direction_zs(int(start_z), n_z, direction)
-    total = sum(len(r) for r in runs)
+    total = sum(len(r) for _, r in runs)
     done = 0
     depth = engine_slab_depth(engine, slab_depth)
-    for zs in runs:
+    for side, zs in runs:
         outer = not locked.intersection(zs)  # no corrected slice further along
-        prev_mask = seed
-        prev_logits = start_logits_lowres if use_prev_logits else None
-        ended = np.count_nonzero(prev_mask) < min_area
+        prev_mask, prev_logits = seed, start_logits_lowres
+        last_z, stop_z, reason = None, None, None
+        if np.count_nonzero(prev_mask) < limits.min_area:
+            stop_z = int(start_z)
+            reason = f"seed area {np.count_nonzero(prev_mask)} px < {limits.min_area} px"
         slab_preds: list = []  # predictions of the current slab still to check
         for i, z in enumerate(zs):
-            if ended:
+            if reason is not None:
                 if clear_past_end and outer:
                     yield Progress(job_id, done, total, f"clearing slice {z}")
                     yield SliceMask(job_id, z, int(label), np.zeros_like(seed), 0.0, None)
@@ -353,15 +301,17 @@ def propagate(
             done += 1
             if z in locked:
                 mask = locked_masks.get(z)
-                if stop_at_locked or mask is None or np.count_nonzero(mask) < min_area:
-                    logger.debug("propagation of %s ends at locked slice %d", label, z)
-                    ended = True
+                if stop_at_locked or mask is None or np.count_nonzero(mask) < limits.min_area:
+                    stop_z, reason = z, "corrected slice"
+                    if mask is None or np.count_nonzero(mask) < limits.min_area:
+                        reason = "corrected slice without the object"
                     continue
                 prev_mask, prev_logits = mask, None
                 continue
+            mask_in = mask_prompt_logits(mask_prompt, frame, prev_mask, prev_logits)
             if depth > 1:
                 if not slab_preds:  # prompt the whole slab from the last finished slice
-                    prompt = prompt_from_mask(prev_mask, prev_logits, box_margin, use_point)
+                    prompt = prompt_from_mask(prev_mask, mask_in, box_margin, use_point)
                     slab = next_slab(zs, i, depth, locked)
                     if negatives_from_zyx is not None:
                         prompt = with_negatives_from_labels(prompt, negatives_from_zyx[z], label)
@@ -373,20 +323,17 @@ def propagate(
                 image_yx = windowed_slice(volume_zyx, z, window)
                 key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
                 engine.embed(image_yx, key)
-                prompt = prompt_from_mask(prev_mask, prev_logits, box_margin, use_point)
+                prompt = prompt_from_mask(prev_mask, mask_in, box_margin, use_point)
                 if negatives_from_zyx is not None:
                     prompt = with_negatives_from_labels(prompt, negatives_from_zyx[z], label)
                 pred = engine.predict(image_yx, prompt, key)
             mask = np.array(pred.mask_yx, dtype=bool, copy=True)
             score = float(pred.score)
             area = int(np.count_nonzero(mask))
-            overlap = mask_iou(mask, prev_mask)
-            if ends_direction(area, score, overlap, stop_score, stop_overlap, min_area):
-                logger.debug(
-                    "propagation of %s stops at slice %d (area %d, score %.3f, overlap %.3f)",
-                    label, z, area, score, overlap,
-                )  # fmt: skip
-                ended = True
+            why = limits.reason(area, score, mask_iou(mask, prev_mask))
+            if why is not None:
+                logger.debug("propagation of %s stops at slice %d: %s", label, z, why)
+                stop_z, reason = z, why
                 slab_preds = []
                 if clear_past_end and outer:
                     yield SliceMask(job_id, z, int(label), np.zeros_like(seed), 0.0, None)
@@ -395,6 +342,8 @@ def propagate(
                 None if pred.logits_lowres is None else np.array(pred.logits_lowres, np.float32)
             )
             yield SliceMask(job_id, z, int(label), mask, score, logits)
-            prev_mask = mask
-            prev_logits = logits if use_prev_logits else None
+            prev_mask, prev_logits, last_z = mask, logits, z
+        yield DirectionEnd(
+            job_id, int(label), side, last_z, stop_z, reason or "end of the volume"
+        )
     yield Progress(job_id, total, total, f"propagated label {label}")

@@ -1,0 +1,126 @@
+"""The labelled scans the 3D benchmarks run on, thick and thin, and an embedding disk cache.
+
+Used by ``sweep_propagation.py`` and ``sweep_fill.py`` (run as scripts from this
+folder). Each case is one scan with the objects to propagate, the window that
+fits them (the lung window for the lung nodule) and its slice thickness group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Slices at least this thick (mm) count as "thick" in the tables.
+THICK_MM = 5.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scan and the objects on it."""
+
+    name: str
+    scan: str  # relative to DATA
+    labels: str
+    label_ids: tuple[int, ...]
+    window: str | None  # "LEVEL,WIDTH", or None for the app's auto window
+
+
+CASES = {
+    "lung1": Case("lung1 CT nodule", "pyrad_lung1/lung1_image.nii.gz",
+                  "pyrad_lung1/lung1_label.nii.gz", (1,), "-600,1500"),
+    "brain2": Case("brain2 MR lesion", "pyrad_brain2/image.nii.gz",
+                   "pyrad_brain2/label.nii.gz", (1,), None),
+    "t2s": Case("t2s MR grey matter", "spinalcord_mri/t2s/image.nii.gz",
+                "spinalcord_mri/t2s/label.nii.gz", (1,), None),
+    "sts002": Case("STS_002 CT sarcoma", "sts_sarcoma/STS_002_CT/image.nii.gz",
+                   "sts_sarcoma/STS_002_CT/label.nii.gz", (1,), "40,400"),
+    "sts003": Case("STS_003 CT sarcoma", "sts_sarcoma/STS_003_CT/image.nii.gz",
+                   "sts_sarcoma/STS_003_CT/label.nii.gz", (1,), "40,400"),
+    "totalseg": Case("totalseg CT organs", "totalseg_ct_full/example_ct.nii.gz",
+                     "totalseg_ct_full/example_seg_fast_force_split.nii.gz",
+                     (5, 1, 2, 3, 21), "40,400"),
+    "totalseg2": Case("totalseg CT spleen+kidney", "totalseg_ct_full/example_ct.nii.gz",
+                      "totalseg_ct_full/example_seg_fast_force_split.nii.gz", (1, 2), "40,400"),
+}  # fmt: skip
+#: ``all``: every scan once (``totalseg2`` is the cheap subset of ``totalseg``).
+ALL = tuple(k for k in CASES if k != "totalseg2")
+
+
+def parse_cases(text: str) -> list[Case]:
+    """``all`` or comma-separated keys of :data:`CASES`."""
+    keys = ALL if text == "all" else tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in keys if k not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; choose from {', '.join(ALL)} or 'all'")
+    return [CASES[k] for k in keys]
+
+
+def load_case(case: Case):
+    """(scan, image_zyx, labels_zyx, window, window_text) of a case; None when the data is missing."""
+    from napari_medsam._cli.eval import _choose_window, load_scan_and_labels
+
+    scan_path, labels_path = DATA / case.scan, DATA / case.labels
+    if not (scan_path.is_file() and labels_path.is_file()):
+        return None
+    scan, image_zyx, labels_zyx = load_scan_and_labels(scan_path, labels_path)
+    window, window_text = _choose_window(case.window, image_zyx)
+    return scan, image_zyx, labels_zyx, window, window_text
+
+
+class DiskCachedEngine:
+    """An engine whose slice embeddings are also kept on disk between benchmark runs.
+
+    Only for engines whose embedding depends on the slice alone (not on clicks).
+    Everything but :meth:`embed` is the wrapped engine's.
+    """
+
+    def __init__(self, engine, folder: Path, tag: str) -> None:
+        self._engine = engine
+        self._folder = Path(folder)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._tag = tag
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def _path(self, key, hw) -> Path:
+        digest = hashlib.sha1(repr((self._tag, key, tuple(hw))).encode()).hexdigest()
+        return self._folder / f"{digest}.pt"
+
+    def embed(self, image_yx, cache_key=None) -> None:
+        import torch
+
+        engine = self._engine
+        if cache_key is None or cache_key in engine.cache:
+            return engine.embed(image_yx, cache_key)
+        hw = tuple(np.shape(image_yx))
+        path = self._path(cache_key, hw)
+        if path.is_file():
+            engine.cache.put(cache_key, hw, torch.load(path, weights_only=True))
+            return None
+        engine.embed(image_yx, cache_key)
+        embedding = engine.cache.get(cache_key, hw)
+        if embedding is not None:
+            tmp = path.with_suffix(".tmp")
+            torch.save(embedding.cpu(), tmp)
+            tmp.replace(path)
+        return None
+
+
+def cached_engine(checkpoint: str | None, device: str, folder: str | None):
+    """The benchmark's engine, with the disk cache unless ``folder`` is None or clicks change embeddings."""
+    from napari_medsam._cli.eval import _load_engine
+
+    engine = _load_engine(checkpoint, device)
+    if folder is None or getattr(engine, "clicks_change_embedding", False):
+        return engine
+    source = "bundled"
+    if checkpoint:
+        stat = Path(checkpoint).stat()
+        source = f"{Path(checkpoint).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    tag = f"{engine.name}|{source}"
+    return DiskCachedEngine(engine, Path(folder), tag)
