@@ -162,8 +162,8 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.decoder.parameters(), 1.0)
         self.optimizer.step()
         self.step += 1
-        return {"step": self.step, "start": start, "loss": float(loss), "seg": float(seg),
-                "iou_loss": float(iou_loss), "iou": float(true_iou.mean()),
+        return {"step": self.step, "start": start, "loss": float(loss.detach()),
+                "seg": float(seg.detach()), "iou_loss": float(iou_loss.detach()), "iou": float(true_iou.mean()),
                 "clicks": float(np.mean([len(c.points_yx) for c in cases]))}
 
     def fit(self, out: Path, log_path: Path, card: dict, evaluate=None, eval_every: int = 120):
