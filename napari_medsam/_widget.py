@@ -17,10 +17,13 @@ from napari.utils.events import Event
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from napari_medsam import _widget_first_use as wf
 from napari_medsam import _widget_images as wi
 from napari_medsam import _widget_layers as wl
 from napari_medsam._widget_3d import Session3D
 from napari_medsam._widget_controls import CURRENT_DISPLAY, Controls, window_for_preset
+from napari_medsam._widget_cursor import CursorStatus
+from napari_medsam._widget_fold import Fold
 from napari_medsam._workers import JobRunner
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
@@ -30,6 +33,7 @@ from napari_medsam.types import DirectionEnd, Progress, SliceMask
 logger = logging.getLogger(__name__)
 
 EMBED_AROUND = 20  # slices "Embed nearby slices" precomputes around the current one
+MAX_DOCK_WIDTH = 400  # px: the dock never squeezes the canvas below ~60% of a 1920 screen
 
 
 class MedSamWidget(QWidget):
@@ -60,13 +64,17 @@ class MedSamWidget(QWidget):
 
         self.controls = Controls(self)
         self.session3d = Session3D(self)  # propagation, names, locks, undo, autosave
+        self.fold_3d = Fold("3D: propagate, names, undo, save", self.session3d.controls)
+        self.setMaximumWidth(MAX_DOCK_WIDTH)  # the scan keeps the width, the text wraps
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls)
-        layout.addWidget(self.session3d.controls)
+        layout.addWidget(self.fold_3d)
         layout.addStretch(1)
         self._connect()
         self._refresh_image_choices()
         self._update_status()
+        self._cursor = CursorStatus(self)  # voxel zyx and file ijk in the status bar
+        wf.schedule_preload(self)  # the model loads while the user looks at the scan
 
     # ------------------------------------------------------------------ wiring
     def _connect(self) -> None:
@@ -146,7 +154,7 @@ class MedSamWidget(QWidget):
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         self.image, self.labels = None, None
         self._logits.clear()
-        reason = wi.unsupported_reason(layer)
+        reason = wi.unsupported_reason(layer, self.viewer)
         self.controls.set_message(reason or "")
         if reason is not None:
             self.session3d.detach()
@@ -177,7 +185,7 @@ class MedSamWidget(QWidget):
         self._on_negative_toggled(self.controls.negative_check.isChecked())
         boxes.mode = "add_rectangle"
         clicks.mode = "add"
-        self.viewer.layers.selection.active = clicks
+        wf.select_first_prompt_layer(self)  # boxes for a box-only model, else clicks
         self.session3d.attach(image, self.labels)
 
     def _clicks(self):
@@ -246,6 +254,10 @@ class MedSamWidget(QWidget):
                 self._remove_last(layer)
                 return
             z = int(np.round(zyx[0]))
+            if wf.click_needs_box(self, z):  # it would give nothing: say what to do
+                self._remove_last(layer)
+                wf.ask_for_box(self)
+                return
         else:
             found = wl.box_zyx(layer, len(layer.data) - 1, self.image)
             if found is None:
@@ -253,6 +265,7 @@ class MedSamWidget(QWidget):
                 self._remove_last(layer)
                 return
             z = found[0]
+            wf.clear_box_hint(self)
         self.session3d.prompt_layers.history.note_added(layer, [len(layer.data) - 1])
         self.segment(z)
 
@@ -339,8 +352,11 @@ class MedSamWidget(QWidget):
     def _on_engine_loaded(self, loaded: EngineLoaded) -> None:
         self._logits.clear()
         self.controls.set_model_name(loaded.engine.name, loaded.checkpoint)
-        show_info(f"MedSAM: loaded {loaded.engine.name}")
-        self._update_status("model loaded")
+        if loaded.announce:
+            show_info(f"MedSAM: loaded {loaded.engine.name}")
+        if self.image is not None:
+            wf.select_first_prompt_layer(self)  # the new model may take clicks, or not
+        self._update_status(wf.ready_text(loaded.engine))
 
     def _on_progress(self, progress: Progress) -> None:
         self.controls.show_progress(progress)
@@ -367,8 +383,7 @@ class MedSamWidget(QWidget):
         return "the current model" if engine is None else engine.name
 
     def _update_status(self, message: str = "") -> None:
-        text = self.holder.describe()
-        self.controls.status_label.setText(f"{text} · {message}" if message else text)
+        self.controls.status_label.setText(wf.status_text(self.holder, message))
 
     # ------------------------------------------------------------ objects
     def _on_label_changed(self, value: int) -> None:
@@ -404,4 +419,5 @@ class MedSamWidget(QWidget):
         self.segment_runner.cancel()
         self.model_runner.cancel()
         self.session3d.close()
+        self._cursor.disconnect()
         super().closeEvent(event)

@@ -9,7 +9,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -18,19 +17,29 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medsam._widget_fold import Fold
 from napari_medsam.types import Progress
 
 logger = logging.getLogger(__name__)
 
 MR_AUTO = "MR auto"
 CURRENT_DISPLAY = "current display"
-HELP_TEXT = (
+_CLICKS_HELP = (
     "<b>Click</b> on the <i>clicks</i> layer: positive (green). "
     "<b>Shift+click</b>, or tick <i>Negative clicks</i> (key <b>N</b>): negative (red).<br>"
-    "<b>Box</b>: select the <i>boxes</i> layer and drag a rectangle.<br>"
+)
+_BOX_HELP = "<b>Box</b>: on the <i>boxes</i> layer, drag a rectangle around the object.<br>"
+_COMMON_HELP = (
     "Each click or box segments the current object on that slice. "
     "<b>Enter</b> (or <i>Commit object</i>) finishes it; the next object gets the next id. "
     "Ctrl+Z / Ctrl+Shift+Z: undo / redo."
+)
+#: Help for a click-capable model: clicks first.
+HELP_TEXT = _CLICKS_HELP + _BOX_HELP + _COMMON_HELP
+#: Help for a box-only model (the bundled LiteMedSAM): a box first, clicks refine.
+HELP_TEXT_BOX_FIRST = (
+    "<b>This model needs a box first.</b> " + _BOX_HELP + "Then clicks refine it: " + _CLICKS_HELP
+    + _COMMON_HELP
 )
 
 
@@ -83,7 +92,7 @@ class Controls(QWidget):
         )
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
-        self.model_label = QLabel("LiteMedSAM (bundled, loads on first use)")
+        self.model_label = QLabel("LiteMedSAM (bundled)")
         self.model_label.setWordWrap(True)
         self.load_button = QPushButton("Load checkpoint…")
         self.load_button.setToolTip(
@@ -121,35 +130,46 @@ class Controls(QWidget):
         self.message_label.setWordWrap(True)
         self.message_label.setStyleSheet("color: #ff8c00;")
         self.message_label.setVisible(False)
-        help_label = QLabel(HELP_TEXT)
-        help_label.setWordWrap(True)
+        self.help_label = QLabel(HELP_TEXT_BOX_FIRST)
+        self.help_label.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Window", self.window_combo)
-        form.addRow("Device", self.device_combo)
         form.addRow("Model", self.model_label)
-        form.addRow("", self.load_button)
         form.addRow("Label id", self.label_spin)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.commit_button)
-        buttons.addWidget(self.embed_button)
+        # Advanced: device, other checkpoints, negatives from other objects, embeddings
+        advanced = QWidget()
+        advanced_form = QFormLayout(advanced)
+        advanced_form.setContentsMargins(0, 0, 0, 0)
+        advanced_form.addRow("Device", self.device_combo)
+        advanced_form.addRow("", self.load_button)
+        advanced_form.addRow(self.others_negative_check)
+        advanced_form.addRow(self.embed_button)
+        self.advanced_fold = Fold(
+            "Advanced: device, checkpoint, negatives", advanced,
+            tooltip="Device, other model checkpoints, other objects as negatives, embeddings",
+        )  # fmt: skip
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.message_label)
         layout.addLayout(form)
         layout.addWidget(self.negative_check)
-        layout.addWidget(self.others_negative_check)
         layout.addWidget(self.zoom_check)
-        layout.addLayout(buttons)
+        layout.addWidget(self.commit_button)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
-        layout.addWidget(help_label)
+        layout.addWidget(self.help_label)
+        layout.addWidget(self.advanced_fold)
 
     def set_message(self, text: str) -> None:
         """Show (or with "" hide) a message about the chosen image."""
         self.message_label.setText(text)
         self.message_label.setVisible(bool(text))
+
+    def show_help(self, box_first: bool) -> None:
+        """Help for a box-only model (box first) or a click-capable one (clicks first)."""
+        self.help_label.setText(HELP_TEXT_BOX_FIRST if box_first else HELP_TEXT)
 
     def set_model_name(self, name: str, checkpoint: str | None) -> None:
         source = Path(checkpoint).name if checkpoint else "bundled"

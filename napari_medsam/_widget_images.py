@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari.layers import Image
+from napari.layers import Image, Labels
 
 NO_IMAGE_MESSAGE = "Open a 3D CT or MR scan (File > Open, or File > Open Sample)."
 
@@ -25,9 +25,33 @@ def default_image_name(viewer, names: list[str], current: str | None) -> str | N
     return (volumes or names or [None])[0]
 
 
-def unsupported_reason(layer) -> str | None:
-    """A message for an image the widget cannot segment; None for a 3D volume."""
+def labels_that_may_be_scans(viewer) -> list[str]:
+    """Labels layers the user opened (not the widget's own): a scan the reader took for labels."""
+    from napari_medsam._widget_layers import SOURCE_KEY
+
+    return [
+        layer.name
+        for layer in viewer.layers
+        if isinstance(layer, Labels) and layer.ndim == 3 and SOURCE_KEY not in layer.metadata
+        and "source_path" in layer.metadata
+    ]
+
+
+def unsupported_reason(layer, viewer=None) -> str | None:
+    """A message for an image the widget cannot segment; None for a 3D volume.
+
+    With no image at all, a file opened as labels is named, with the way to turn it
+    into an image (issue: scans named like labels opened as labels, and the dock
+    then had no image and no explanation).
+    """
     if layer is None:
+        candidates = labels_that_may_be_scans(viewer) if viewer is not None else []
+        if candidates:
+            return (
+                f"No image layer: '{candidates[0]}' was opened as labels (its values looked "
+                "like a label map). If it is a scan, right-click it in the layer list > "
+                "Convert to Image."
+            )
         return NO_IMAGE_MESSAGE
     if is_volume(layer):
         return None

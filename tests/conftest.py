@@ -19,6 +19,9 @@ import subprocess
 import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The dock loads the bundled model as soon as it opens; most widget tests inject a fake
+# engine instead, so the real load is off here (tests/test_first_use.py turns it on).
+os.environ.setdefault("NAPARI_MEDSAM_PRELOAD", "0")
 
 _XVFB: subprocess.Popen | None = None
 

@@ -43,8 +43,8 @@ def _box_masks_equal(default, plain, slice_yx, box):
 @pytest.mark.slow
 def test_default_engine_takes_clicks_and_box_is_bit_exact_on_phantom(engines):
     default, plain = engines
-    assert isinstance(default, ClickEngine) and default.takes_clicks
-    assert not getattr(plain, "takes_clicks", False)
+    assert isinstance(default, ClickEngine) and not default.needs_box
+    assert plain.needs_box
     ph = make_phantom()
     window = IntensityWindow.from_preset("soft tissue")
     z = ph.image_zyx.shape[0] // 2

@@ -177,7 +177,7 @@ def test_menu_switches_between_the_box_only_and_the_default_model(qtbot, viewer_
     assert {"napari-medsam.use_box_only_model", "napari-medsam.use_default_model"} <= set(menu)
     with qtbot.waitSignal(widget.model_runner.finished, timeout=120000):
         _commands.use_box_only_model(viewer)
-    assert widget.engine.name == "LiteMedSAM" and not widget.engine.takes_clicks
+    assert widget.engine.name == "LiteMedSAM" and widget.engine.needs_box
     with qtbot.waitSignal(widget.model_runner.finished, timeout=120000):
         _commands.use_default_model(viewer)
-    assert widget.engine.takes_clicks and widget.engine.name == "LiteMedSAM + clicks"
+    assert not widget.engine.needs_box and widget.engine.name == "LiteMedSAM + clicks"

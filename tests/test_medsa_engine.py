@@ -133,3 +133,17 @@ def test_full_checkpoint_loads_through_load_engine(tmp_path):
     assert isinstance(engine, MedSAEngine) and engine.image_size == 64
     pred = engine.predict(_slices(1)[0], SlicePrompt(box_yxyx=BOX))
     assert pred.mask_yx.shape == (96, 120) and pred.logits_lowres.shape == (32, 32)
+
+
+def test_trained_medsa_parts_take_clicks():
+    """Issue 14: a box-less click is refused only for a box-only model (capability flag)."""
+    from napari_medsam.model.medsa.build import build_medsa
+    from napari_medsam.model.medsa.engine import MedSAEngine, medsa_parts_trained
+
+    model = build_medsa("litemedsam")
+    fresh = MedSAEngine(model, device="cpu")
+    assert not medsa_parts_trained(model) and fresh.needs_box  # a fresh Med-SA is LiteMedSAM
+    up = next(p for k, p in model.named_parameters() if "medsa_prompt_adapter.up.weight" in k)
+    with torch.no_grad():
+        up[0, 0] = 0.01  # what fine-tuning (even decoder-only) changes
+    assert medsa_parts_trained(model) and not MedSAEngine(model, device="cpu").needs_box

@@ -17,6 +17,27 @@ logger = logging.getLogger(__name__)
 PLUGIN = "napari-medsam"
 WIDGET_NAME = "MedSAM segmentation"
 SAMPLE_KEY = "ct_phantom"
+#: Share of the screen's free area (width and height) the window takes.
+SCREEN_FRACTION = 1.0
+
+
+def fit_window_to_screen(viewer, fraction: float = SCREEN_FRACTION) -> tuple[int, int, int, int]:
+    """Size and centre the napari window on its screen; returns (left, top, width, height).
+
+    napari opens at a fixed small size (about 1114 x 633), where the dock leaves the
+    canvas a few hundred pixels; sized to the screen the scan gets most of the width.
+    """
+    from qtpy.QtWidgets import QApplication
+
+    screen = QApplication.primaryScreen()
+    if screen is None:  # pragma: no cover - no screen at all
+        return viewer.window.geometry()
+    free = screen.availableGeometry()
+    width, height = int(free.width() * fraction), int(free.height() * fraction)
+    left = free.x() + (free.width() - width) // 2
+    top = free.y() + (free.height() - height) // 2
+    viewer.window.set_geometry(left, top, width, height)
+    return left, top, width, height
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,6 +73,9 @@ def build_viewer(path: str | Path | None = None, viewer=None):
     tuple
         ``(viewer, widget)``.
 
+    The window is sized to the screen (:func:`fit_window_to_screen`) and the view
+    reset so that the scan fills the canvas beside the dock.
+
     Raises
     ------
     FileNotFoundError
@@ -63,11 +87,13 @@ def build_viewer(path: str | Path | None = None, viewer=None):
         import napari
 
         viewer = napari.Viewer(title="napari-medsam")
+    fit_window_to_screen(viewer)
     if path is None:
         viewer.open_sample(PLUGIN, SAMPLE_KEY)
     else:
         viewer.open(str(path), plugin=PLUGIN)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET_NAME)
+    viewer.reset_view()  # fit the scan to the canvas the dock leaves
     return viewer, widget
 
 

@@ -46,6 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--no-gui", action="store_true", help="skip the napari viewer figures")
+    parser.add_argument("--quick", action="store_true",
+                        help="a first look: 1 timed run per figure, 8 slices, 1 stall job "
+                             "(the full run takes minutes on a CPU)")  # fmt: skip
     parser.set_defaults(func=run)
     return parser
 
@@ -57,12 +60,12 @@ def _load_engine(checkpoint: str | None, device: str):
     return load_engine(checkpoint=checkpoint, device=device)
 
 
-def _test_volume():
+def _test_volume(slices: int = 24):
     """A 512 x 512 synthetic CT (the usual CT slice size), 24 slices, and its window."""
     from napari_medsam.io.phantom import make_phantom
     from napari_medsam.prompts.intensity import auto_window
 
-    phantom = make_phantom(shape_zyx=(24, 512, 512), spacing_zyx_mm=(4.0, 0.75, 0.75))
+    phantom = make_phantom(shape_zyx=(slices, 512, 512), spacing_zyx_mm=(4.0, 0.75, 0.75))
     return phantom, auto_window(phantom.image_zyx)
 
 
@@ -211,11 +214,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--repeats and --batch must be >= 1, --stall-runs >= 0")
     if args.json_path:  # before the minutes of benchmarking
         check_output_path(args.json_path, "--json", [args.checkpoint], (".json",))
+    quick = getattr(args, "quick", False)
+    if quick:
+        args.repeats, args.stall_runs = 1, min(args.stall_runs, 1)
+    else:
+        print(
+            "bench: the full run takes several minutes on a CPU (5-6 min on 2 cores); "
+            "--quick gives a first look",
+            file=sys.stderr,
+        )
     set_threads(args.threads)
     t0 = time.perf_counter()
     engine = _load_engine(args.checkpoint, args.device)
     load_s = time.perf_counter() - t0
-    phantom, window = _test_volume()
+    phantom, window = _test_volume(8 if quick else 24)
     device = str(getattr(engine, "device", args.device))
     print(
         f"napari-medsam {__version__} bench: {engine.name} on {device} (loaded in {load_s:.1f} s)"

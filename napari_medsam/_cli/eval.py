@@ -88,6 +88,11 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _device(engine, args) -> str:
+    """The device the engine really runs on ("cpu", "cuda"), not the request ("auto")."""
+    return str(getattr(engine, "device", None) or args.device)
+
+
 def _load_engine(checkpoint: str | None, device: str):
     """The app's engine loader (looked up at call time; tests replace this function)."""
     from napari_medsam.model.engine import load_engine
@@ -260,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
         "1 interaction (the box)" if args.prompt == "box" else f"max {args.max_clicks} interactions"
     )
     print(
-        f"napari-medsam {__version__} eval: {engine.name} on {args.device}, prompt {args.prompt}, "
+        f"napari-medsam {__version__} eval: {engine.name} on {_device(engine, args)}, "
+        f"prompt {args.prompt}, "
         f"{len(cases)} cases (slices along axis 0 of shape {image_zyx.shape}), "
         f"{limit}, min area {args.min_area}",
     )
@@ -297,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
                 "description": window_text,
             },
             "checkpoint": args.checkpoint,
-            "device": args.device,
+            "device": _device(engine, args),
             "threads": args.threads,
             "engine": engine.name,
             "image_size": int(engine.image_size),

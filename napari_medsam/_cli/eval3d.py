@@ -84,7 +84,7 @@ def run_3d(args: argparse.Namespace) -> int:
     if hasattr(engine, "zoom_in"):
         engine.zoom_in = engine.zoom_in and args.zoom == "on"
     print(
-        f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {args.device}, "
+        f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {eval_cli._device(engine, args)}, "
         f"{len(labels)} objects, box on the largest slice + propagation, then up to "
         f"{max_clicks} clicks (shape {image_zyx.shape}, slices along axis 0)"
     )

@@ -1,10 +1,14 @@
-"""``napari-medsam segment``: box / click segmentation of a NIfTI scan without the GUI.
+"""``napari-medsam segment``: box / click segmentation of a scan (NIfTI, NRRD, MetaImage, DICOM) without the GUI.
 
 Coordinates are voxel indices of the file's own array, as ``nibabel``'s
 ``img.dataobj[i, j, k]``: what ITK-SNAP or 3D Slicer show as voxel indices of
 the file (0-based). A box lies on one slice of the axis the viewer slides along
 (the file axis closest to superior-inferior); its four numbers index the two
 other file axes, in file order, and its fifth the slice.
+
+Or give them as the app shows them: ``--box-zyx``, ``--point-zyx`` and
+``--neg-point-zyx`` take display voxels (z, y, x), the "voxel zyx" of the
+status bar under the cursor (which also shows the file's i, j, k).
 
 With ``--propagate`` the object is then followed up and down through the volume
 from the prompted slices (kept as segmented), as the app's propagation does,
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -51,6 +56,20 @@ def _box(text: str) -> tuple[int, ...]:
 
 def _point(text: str) -> tuple[int, ...]:
     return _ints(text, 3, "a point i,j,k")
+
+
+def _box_zyx(text: str) -> tuple[int, ...]:
+    return _ints(text, 5, "--box-zyx z,y0,x0,y1,x1")
+
+
+def _point_zyx(text: str) -> tuple[int, ...]:
+    return _ints(text, 3, "a display point z,y,x")
+
+
+def plain_help(text: str) -> str:
+    """Docstring markup (``code``, :func:`name`) as plain text for ``--help``."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def _window(text: str) -> tuple[float, float]:
@@ -96,7 +115,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "segment",
         help="segment a scan from boxes / clicks given as file voxel indices",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("scan", type=Path,
@@ -110,6 +129,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="positive click (repeatable)")  # fmt: skip
     parser.add_argument("--neg-point", type=_point, action="append", default=[], metavar="I,J,K",
                         help="negative click (repeatable)")  # fmt: skip
+    parser.add_argument("--box-zyx", type=_box_zyx, action="append", default=[],
+                        metavar="Z,Y0,X0,Y1,X1",
+                        help="box in display voxels (as the app's status bar shows them)")  # fmt: skip
+    parser.add_argument("--point-zyx", type=_point_zyx, action="append", default=[],
+                        metavar="Z,Y,X", help="positive click in display voxels")  # fmt: skip
+    parser.add_argument("--neg-point-zyx", type=_point_zyx, action="append", default=[],
+                        metavar="Z,Y,X", help="negative click in display voxels")  # fmt: skip
     parser.add_argument("--label", type=int, default=1, help="label value to write (default 1)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="model checkpoint (default: bundled LiteMedSAM)")  # fmt: skip
@@ -149,12 +175,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _check_inside(ijk: tuple[int, ...], file_shape: tuple[int, ...], what: str) -> None:
+def _check_inside(
+    ijk: tuple[int, ...], file_shape: tuple[int, ...], what: str, frame: str = "file"
+) -> None:
     for axis, (v, n) in enumerate(zip(ijk, file_shape, strict=True)):
         if not 0 <= v < n:
             raise ValueError(
-                f"{what} {','.join(map(str, ijk))} lies outside the volume: index {v} on file "
-                f"axis {axis} must be in [0, {n - 1}] (file shape {tuple(file_shape)})"
+                f"{what} {','.join(map(str, ijk))} lies outside the volume: index {v} on "
+                f"{frame} axis {axis} must be in [0, {n - 1}] ({frame} shape {tuple(file_shape)})"
             )
 
 
@@ -195,7 +223,30 @@ def slice_prompts(args: argparse.Namespace, metadata: dict):
             corners_zyx.append(file_ijk_to_zyx(np.array(ijk), metadata))
         (z, y0, x0), (_, y1, x1) = corners_zyx
         per_slice[int(z)]["boxes_yxyx"].append((min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
+    _display_prompts(args, metadata, per_slice)
     return dict(per_slice)
+
+
+def _display_prompts(args: argparse.Namespace, metadata: dict, per_slice) -> None:
+    """Add ``--box-zyx`` / ``--point-zyx`` / ``--neg-point-zyx`` (display voxels) to ``per_slice``."""
+    from napari_medsam.io.orientation import transformed_shape
+
+    shape_zyx = transformed_shape(
+        tuple(int(s) for s in metadata["file_shape"]), np.asarray(metadata["ornt"])
+    )
+    clicks = (
+        (getattr(args, "point_zyx", []), 1, "--point-zyx"),
+        (getattr(args, "neg_point_zyx", []), 0, "--neg-point-zyx"),
+    )
+    for points, label, flag in clicks:
+        for zyx in points:
+            _check_inside(zyx, shape_zyx, flag, frame="display")
+            per_slice[zyx[0]]["points_yx"].append((zyx[1], zyx[2]))
+            per_slice[zyx[0]]["labels"].append(label)
+    for z, y0, x0, y1, x1 in getattr(args, "box_zyx", []):
+        for corner in ((z, y0, x0), (z, y1, x1)):
+            _check_inside(corner, shape_zyx, "--box-zyx corner", frame="display")
+        per_slice[z]["boxes_yxyx"].append((min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
 
 
 def check_slice_content(raw_yx: np.ndarray, image_yx: np.ndarray, z: int, window) -> None:
@@ -341,8 +392,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_medsam.prompts.negatives import with_negatives_from_labels
     from napari_medsam.types import SlicePrompt
 
-    if not args.box and not args.point:
-        raise ValueError("give at least one --box or --point")
+    if not (args.box or args.point or args.box_zyx or args.point_zyx):
+        raise ValueError("give at least one --box, --point, --box-zyx or --point-zyx")
     if not 0 < args.label < 65536:
         raise ValueError(f"--label must be in 1..65535, got {args.label}")
     negatives_from = getattr(args, "negatives_from", None)

@@ -65,9 +65,6 @@ class SamEngine:
     around cache and model calls keeps concurrent use correct, just serialised.
     """
 
-    #: whether clicks alone segment (False: a box-only model such as LiteMedSAM)
-    takes_clicks = False
-
     def __init__(
         self,
         model: nn.Module,
@@ -82,6 +79,7 @@ class SamEngine:
         self.spec = config.input_spec
         self.name = name or config.name
         self.image_size = self.spec.side
+        self.needs_box = self.spec.needs_box  # box-only training (capability flag)
         self.cache = EmbeddingCache(cache_bytes)
         self._lock = threading.RLock()
 

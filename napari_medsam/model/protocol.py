@@ -7,7 +7,7 @@ the real :class:`napari_medsam.model.engine.SamEngine` wraps a torch model.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,10 @@ class Engine(Protocol):
         Human-readable model name (e.g. ``"LiteMedSAM"``).
     image_size : int
         Side of the square model input in pixels (256 for LiteMedSAM, 1024 for SAM).
+    needs_box : bool, optional
+        True for a model trained with boxes only (clicks alone give nothing); read it
+        with :func:`needs_box`, which also looks at ``spec.needs_box`` and defaults to
+        False for engines that have neither.
     """
 
     name: str
@@ -59,3 +63,17 @@ class Engine(Protocol):
         SlicePrediction
             Mask (H, W) bool on the slice grid, (256, 256) low-res logits, score.
         """
+
+
+def needs_box(engine: Any) -> bool:
+    """Whether ``engine``'s model needs a box before clicks do anything.
+
+    The capability flag, not the model's name: ``engine.needs_box`` if the engine has
+    it, else its ``spec.needs_box`` (:class:`~napari_medsam.model.registry.InputSpec`),
+    else False (a click-capable model). A click-trained Med-SA on the box-only
+    LiteMedSAM backbone says False.
+    """
+    flag = getattr(engine, "needs_box", None)
+    if flag is None:
+        flag = getattr(getattr(engine, "spec", None), "needs_box", False)
+    return bool(flag)

@@ -42,6 +42,10 @@ class InputSpec:
         (SAM). False for LiteMedSAM, trained on boxes with one output: its three
         multi-mask outputs were never trained (Dice 0.000 on all of them after one
         click in a click-trained Med-SA, 0.4-0.9 from the single output).
+    needs_box : bool
+        The model was trained with box prompts only: clicks without a box give nothing
+        (LiteMedSAM: Dice ~0 after one click). The app then asks for a box first.
+        Read through :func:`napari_medsam.model.protocol.needs_box`, never by model name.
     """
 
     side: int
@@ -50,6 +54,7 @@ class InputSpec:
     pixel_std: tuple[float, float, float] | None = None
     resize: str = RESIZE_LONGEST_SIDE
     multimask_single_click: bool = True
+    needs_box: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,11 @@ class LiteMedSamConfig(ModelConfig):
     @property
     def input_spec(self) -> InputSpec:
         return InputSpec(
-            side=self.image_size, scale=1.0, resize=RESIZE_STRETCH, multimask_single_click=False
+            side=self.image_size,
+            scale=1.0,
+            resize=RESIZE_STRETCH,
+            multimask_single_click=False,
+            needs_box=True,
         )
 
 

@@ -28,6 +28,7 @@ class EngineLoaded:
     job_id: int
     engine: Engine
     checkpoint: str | None
+    announce: bool = True  # False for the quiet load when the dock opens
 
 
 def _engine(holder: EngineHolder, job_id: int) -> Iterator[Progress]:
@@ -158,6 +159,23 @@ def embed_job(
     def task(job_id: int):
         yield from _engine(holder, job_id)
         yield from embed_slices(holder.get(), volume_zyx, window, zs, job_id, cache_key_prefix)
+
+    return task
+
+
+def preload_job(holder: EngineHolder, what: str = "LiteMedSAM") -> Task:
+    """Load the bundled model now (when the dock opens) unless an engine is there already.
+
+    Yields ``Progress(..., "loading <what>…")`` first when it loads, then a quiet
+    :class:`EngineLoaded` (``announce=False``). A segment job started meanwhile waits
+    for this load (the holder's lock) instead of starting a second one.
+    """
+
+    def task(job_id: int):
+        if holder.engine is None:
+            yield Progress(job_id, 0, 0, f"loading {what}…")
+        engine = holder.get()
+        yield EngineLoaded(job_id, engine, holder.checkpoint, announce=False)
 
     return task
 

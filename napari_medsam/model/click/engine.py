@@ -61,12 +61,11 @@ class ClickEngine(SamEngine):
         ``device``, ``cache_bytes``, ``name`` as for :class:`SamEngine`.
     """
 
-    takes_clicks = True
-
     def __init__(
         self, model, config, click_decoder: ClickDecoder, zoom_in: bool = True, **kwargs: Any
     ) -> None:
         super().__init__(model, config, **kwargs)
+        self.needs_box = False  # clicks alone segment: the capability the dock reads
         self.click_decoder = click_decoder.to(self.device).eval()
         self.zoom_in = bool(zoom_in) and self.spec.resize == RESIZE_STRETCH
         self._zoom_lock = threading.Lock()

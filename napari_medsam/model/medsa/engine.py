@@ -43,6 +43,21 @@ from napari_medsam.types import SlicePrediction, SlicePrompt
 logger = logging.getLogger(__name__)
 
 
+def medsa_parts_trained(model: torch.nn.Module) -> bool:
+    """Whether any zero-initialised Med-SA weight (adapter up-projections, HyP-Adpt,
+    click embedding) is non-zero: the model was fine-tuned."""
+    from napari_medsam.model.medsa.config import is_medsa_key
+
+    for key, value in model.state_dict().items():
+        if not is_medsa_key(key) or not value.is_floating_point():
+            continue
+        last = key.split(".")
+        zero_init = "up" in last or ("proj" in last and "click" in key)
+        if zero_init and bool(value.detach().abs().sum() > 0):
+            return True
+    return False
+
+
 class MedSAEngine(SamEngine):
     """Engine protocol implementation for a :class:`MedSAModel`.
 
@@ -75,6 +90,10 @@ class MedSAEngine(SamEngine):
         self.clicks_change_embedding = embed is not None and any(
             bool(p.detach().abs().sum() > 0) for p in embed.parameters()
         )
+        # A fresh Med-SA computes exactly its backbone's output (every part starts at
+        # zero), so it needs a box where the backbone does; trained parts were trained
+        # with clicks (Med-SA fine-tuning simulates them), so clicks then work.
+        self.needs_box = self.spec.needs_box and not medsa_parts_trained(model)
         # the embedding of the current _predict_with call, per thread
         self._override = threading.local()
 

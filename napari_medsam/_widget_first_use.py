@@ -1,0 +1,119 @@
+"""The dock's first minutes: the model loads as soon as the dock opens, the status says
+when it is ready, and a box-only model asks for a box at the point of use.
+
+What a model can take comes from its capability flag
+(:func:`napari_medsam.model.protocol.needs_box`), never from its name, so a
+click-trained checkpoint gets the click-first behaviour without a code change.
+GUI thread only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+
+from napari_medsam import _widget_layers as wl
+from napari_medsam.model.protocol import needs_box
+from napari_medsam.tasks.jobs import preload_job
+
+#: Set to 0 to load the model on the first prompt instead of when the dock opens.
+PRELOAD_ENV = "NAPARI_MEDSAM_PRELOAD"
+BUNDLED_NAME = "LiteMedSAM + clicks"
+NEEDS_BOX = "this model needs a box first"
+NEEDS_BOX_HINT = (
+    f"{NEEDS_BOX}: draw a rectangle around the object on the boxes layer (now selected); "
+    "clicks then refine it. The click was taken off."
+)
+
+
+def preload_enabled() -> bool:
+    """Whether the dock loads the model as soon as it opens (default yes)."""
+    return os.environ.get(PRELOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def ready_text(engine) -> str:
+    """``"ready (cpu, 2 threads)"`` / ``"ready (cuda)"``: where the model runs."""
+    device = str(getattr(engine, "device", "cpu"))
+    if device.startswith("cpu"):
+        import torch  # loaded already: the engine is a torch model
+
+        n = torch.get_num_threads()
+        return f"ready (cpu, {n} thread{'' if n == 1 else 's'})"
+    return f"ready ({device})"
+
+
+def status_text(holder, message: str = "") -> str:
+    """The dock's status line: ``"LiteMedSAM ready (cpu, 2 threads)"``, ``"loading …"``."""
+    engine = holder.engine
+    if engine is None:
+        return message or holder.describe()
+    if message.startswith("ready"):
+        return f"{engine.name} {message}"
+    text = holder.describe()
+    return f"{text} · {message}" if message else text
+
+
+def schedule_preload(widget) -> None:
+    """Start loading the bundled model once the event loop runs (if nothing is loaded).
+
+    Deferred by one event-loop turn, so code that sets ``widget.engine`` right after
+    making the dock (tests, scripts) is not overtaken by a load.
+    """
+    if preload_enabled():
+        QTimer.singleShot(0, lambda: start_preload(widget))
+
+
+def start_preload(widget) -> int | None:
+    """Load the bundled model on the model worker now; the job id, or None if not needed."""
+    if widget.holder.engine is not None or widget.model_runner.busy:
+        return None
+    widget.controls.model_label.setText(f"{BUNDLED_NAME} (bundled)")
+    widget._update_status(f"loading {BUNDLED_NAME}…")
+    return widget.model_runner.submit(preload_job(widget.holder, BUNDLED_NAME))
+
+
+def model_needs_box(widget) -> bool:
+    """The current model's flag; before the first load, the default model's (it takes clicks)."""
+    engine = widget.holder.engine
+    if engine is not None:
+        return needs_box(engine)
+    return False  # the first load brings LiteMedSAM + the click decoder
+
+
+def select_first_prompt_layer(widget) -> None:
+    """Make the prompt the model starts from the active layer: boxes or clicks.
+
+    Also shows the matching help text in the dock.
+    """
+    box_first = model_needs_box(widget)
+    widget.controls.show_help(box_first)
+    layer = widget._boxes() if box_first else widget._clicks()
+    if layer is not None and layer in widget.viewer.layers:
+        widget.viewer.layers.selection.active = layer
+
+
+def click_needs_box(widget, z: int) -> bool:
+    """Whether a click on slice ``z`` can do nothing: a box-only model and no box there."""
+    if not model_needs_box(widget):
+        return False
+    boxes = widget._boxes()
+    return boxes is None or wl.latest_box_on_slice(boxes, widget.image, z) is None
+
+
+def ask_for_box(widget) -> None:
+    """Say what to do at the point of use and select the boxes layer."""
+    widget.controls.set_message(NEEDS_BOX_HINT)
+    widget._update_status(NEEDS_BOX)
+    show_info(f"MedSAM: {NEEDS_BOX_HINT}")
+    boxes = widget._boxes()
+    if boxes is not None:
+        boxes.mode = "add_rectangle"
+        widget.viewer.layers.selection.active = boxes
+
+
+def clear_box_hint(widget) -> None:
+    """Drop the hint once a box was drawn."""
+    if widget.controls.message_label.text() == NEEDS_BOX_HINT:
+        widget.controls.set_message("")
