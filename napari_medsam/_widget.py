@@ -15,6 +15,7 @@ import napari
 import numpy as np
 from napari.utils.events import Event
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_medsam import _widget_first_use as wf
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 EMBED_AROUND = 20  # slices "Embed nearby slices" precomputes around the current one
 MAX_DOCK_WIDTH = 400  # px: the dock never squeezes the canvas below ~60% of a 1920 screen
+PREFETCH_DZ = (1, -1, 2, -2)  # after a click's result: embed these neighbours, if idle
+PREFETCH_IDLE_MS = 400  # ... once no prompt came for this long (clicks in a row go first)
 
 
 class MedSamWidget(QWidget):
@@ -53,6 +56,12 @@ class MedSamWidget(QWidget):
         self.holder = EngineHolder(engine)
         self.segment_runner = JobRunner("segment", self)
         self.model_runner = JobRunner("model", self)
+        # low priority: its own runner, cancelled by every new prompt, one slice per step
+        self.prefetch_runner = JobRunner("prefetch", self)
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(PREFETCH_IDLE_MS)
+        self._prefetch_z: int | None = None
         self.image = None  # the napari Image layer being segmented
         self.labels = None
         self._logits: dict[tuple[int, int], np.ndarray] = {}  # (label, z) -> low-res logits
@@ -82,6 +91,7 @@ class MedSamWidget(QWidget):
         c.image_combo.currentIndexChanged.connect(self._on_image_choice_changed)
         c.window_combo.currentTextChanged.connect(self._on_window_preset_changed)
         c.device_combo.currentTextChanged.connect(self._on_device_changed)
+        c.backend_combo.currentTextChanged.connect(self._on_backend_changed)
         c.negative_check.toggled.connect(self._on_negative_toggled)
         c.zoom_check.toggled.connect(self.holder.set_zoom)
         c.commit_button.clicked.connect(self.commit_object)
@@ -95,6 +105,7 @@ class MedSamWidget(QWidget):
         self.model_runner.failed.connect(self._on_load_failed)
         self.segment_runner.result.connect(self._on_slice_mask)
         self.model_runner.result.connect(self._on_engine_loaded)
+        self._prefetch_timer.timeout.connect(lambda: self.prefetch_neighbours(self._prefetch_z))
         events = self.viewer.layers.events
         events.inserted.connect(self._refresh_image_choices)
         events.removed.connect(self._on_layer_removed)
@@ -149,6 +160,7 @@ class MedSamWidget(QWidget):
         self._refresh_image_choices()
 
     def _on_image_choice_changed(self, index: int | None = None) -> None:
+        self._cancel_prefetch()
         self.segment_runner.cancel()
         name = self.controls.image_combo.currentText()
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
@@ -313,9 +325,30 @@ class MedSamWidget(QWidget):
             self._volume_key(),
             negatives_from_yx=np.array(self.labels.data[z]) if others else None,  # a copy
         )
+        self._cancel_prefetch()  # the prompt goes first
         job_id = self.segment_runner.submit(task)
         self._submitted_at[job_id] = (time.perf_counter(), self.engine is None)
         return job_id
+
+    def prefetch_pending(self) -> bool:
+        """True while a prefetch is scheduled or running."""
+        return self._prefetch_timer.isActive() or self.prefetch_runner.busy
+
+    def _cancel_prefetch(self) -> None:
+        self._prefetch_timer.stop()
+        self.prefetch_runner.cancel()
+
+    def prefetch_neighbours(self, z: int | None) -> int | None:
+        """Embed the slices next to ``z`` in the background (the next click there is fast).
+
+        Runs on its own worker; a new prompt cancels it between slices. The job id or None.
+        """
+        if z is None or self.image is None or self.engine is None:
+            return None
+        zs = [z + dz for dz in PREFETCH_DZ]
+        window, key = self.current_window(), self._volume_key()
+        task = embed_job(self.holder, self.image.data, window, zs, key)
+        return self.prefetch_runner.submit(task)
 
     def embed_nearby(self) -> int | None:
         """Precompute embeddings of ~20 slices around the current one (progress bar)."""
@@ -347,6 +380,8 @@ class MedSamWidget(QWidget):
             message += f", {self.last_latency_ms:.0f} ms" + (
                 " with model load" if with_load else ""
             )
+            self._prefetch_z = result.z
+            self._prefetch_timer.start()
         self._update_status(message)
 
     def _on_engine_loaded(self, loaded: EngineLoaded) -> None:
@@ -397,6 +432,13 @@ class MedSamWidget(QWidget):
         if self.engine is not None and hasattr(self.engine, "device"):
             self.load_checkpoint(self.holder.checkpoint)
 
+    def _on_backend_changed(self, backend: str) -> None:
+        if not backend or backend == getattr(self.holder, "backend", "auto"):
+            return
+        self.holder.backend = backend
+        if getattr(self.engine, "encoder_backend", None) is not None:
+            self.load_checkpoint(self.holder.checkpoint)
+
     def commit_object(self) -> None:
         """Finish the current object: clear the prompts, move to the next free label id."""
         self.segment_runner.cancel()
@@ -416,6 +458,7 @@ class MedSamWidget(QWidget):
         self._update_status(f"next object: label {self.controls.label_spin.value()}")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._cancel_prefetch()
         self.segment_runner.cancel()
         self.model_runner.cancel()
         self.session3d.close()

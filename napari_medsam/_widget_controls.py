@@ -92,7 +92,12 @@ class Controls(QWidget):
         )
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
-        self.model_label = QLabel("LiteMedSAM (bundled)")
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(["auto", "torch", "openvino"])
+        self.backend_combo.setToolTip(
+            "Image encoder: auto = OpenVINO on a CPU when installed (3-5x faster), else torch"
+        )
+        self.model_label = QLabel("LiteMedSAM + clicks (bundled)")
         self.model_label.setWordWrap(True)
         self.load_button = QPushButton("Load checkpoint…")
         self.load_button.setToolTip(
@@ -136,6 +141,8 @@ class Controls(QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Window", self.window_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Encoder", self.backend_combo)
         form.addRow("Model", self.model_label)
         form.addRow("Label id", self.label_spin)
         # Advanced: device, other checkpoints, negatives from other objects, embeddings

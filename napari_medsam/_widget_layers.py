@@ -119,6 +119,24 @@ def ensure_labels_layer(viewer, image: Image) -> Labels:
     )
 
 
+def _map_points(coords: np.ndarray, convert) -> np.ndarray:
+    """Apply the affine map ``convert`` (one point at a time) to (N, D) ``coords``.
+
+    napari converts one position per call; the maps between layers' data frames
+    are affine, so beyond D + 1 points the map is read off D + 1 probes and
+    applied to all points at once: the cost no longer grows with the clicks.
+    """
+    n, d = coords.shape
+    if n <= d + 1:
+        out = np.empty_like(coords)
+        for i, point in enumerate(coords):
+            out[i] = convert(point)
+        return out
+    offset = np.asarray(convert(np.zeros(d)), dtype=float)
+    matrix = np.stack([np.asarray(convert(e), dtype=float) - offset for e in np.eye(d)], axis=1)
+    return coords @ matrix.T + offset
+
+
 def to_image_zyx(layer, coords: np.ndarray, image: Image) -> np.ndarray:
     """Convert ``coords`` from ``layer``'s data frame to ``image``'s data frame.
 
@@ -137,10 +155,7 @@ def to_image_zyx(layer, coords: np.ndarray, image: Image) -> np.ndarray:
         (N, 3) float (z, y, x) in the image's voxel (data) frame.
     """
     coords = np.atleast_2d(np.asarray(coords, dtype=float))
-    out = np.empty_like(coords)
-    for i, point in enumerate(coords):
-        out[i] = image.world_to_data(layer.data_to_world(point))
-    return out
+    return _map_points(coords, lambda p: image.world_to_data(layer.data_to_world(p)))
 
 
 def from_image_zyx(layer, coords_zyx: np.ndarray, image: Image) -> np.ndarray:
@@ -161,10 +176,7 @@ def from_image_zyx(layer, coords_zyx: np.ndarray, image: Image) -> np.ndarray:
         (N, 3) float coordinates in ``layer``'s data frame.
     """
     coords_zyx = np.atleast_2d(np.asarray(coords_zyx, dtype=float))
-    out = np.empty_like(coords_zyx)
-    for i, point in enumerate(coords_zyx):
-        out[i] = layer.world_to_data(image.data_to_world(point))
-    return out
+    return _map_points(coords_zyx, lambda p: layer.world_to_data(image.data_to_world(p)))
 
 
 def draw_slice_prompt(
@@ -231,7 +243,9 @@ def clicks_on_slice(clicks: Points, image: Image, z: int) -> tuple[np.ndarray, n
         return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
     zyx = to_image_zyx(clicks, clicks.data, image)
     positive = np.asarray(clicks.features["positive"], dtype=bool)
-    keep = np.array([np.round(p[0]) == z and inside_volume(p, image.data.shape) for p in zyx])
+    idx = np.round(zyx)
+    inside = np.all((idx >= 0) & (idx < np.asarray(image.data.shape[:3])), axis=1)
+    keep = (idx[:, 0] == z) & inside
     points_yx = zyx[keep][:, 1:].astype(np.float32)
     return points_yx, positive[keep].astype(np.int64)
 

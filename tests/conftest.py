@@ -22,6 +22,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The dock loads the bundled model as soon as it opens; most widget tests inject a fake
 # engine instead, so the real load is off here (tests/test_first_use.py turns it on).
 os.environ.setdefault("NAPARI_MEDSAM_PRELOAD", "0")
+# Engines made by tests use torch unless a test asks for a backend: an "auto" engine
+# would convert every tiny test model for OpenVINO. tests/test_backends*.py test the rest.
+os.environ.setdefault("NAPARI_MEDSAM_BACKEND", "torch")
 
 _XVFB: subprocess.Popen | None = None
 

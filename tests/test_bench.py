@@ -89,7 +89,7 @@ def small_volume(monkeypatch):
 
 
 def test_bench_cli_without_gui_writes_json(small_volume, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench_cli, "_load_engine", lambda checkpoint, device: CountingEngine())
+    monkeypatch.setattr(bench_cli, "_load_engine", lambda checkpoint, device, **_: CountingEngine())
     out = tmp_path / "bench.json"
     argv = ["bench", "--device", "cpu", "--repeats", "2", "--batch", "2", "--no-gui"]
     assert cli.main(argv + ["--json", str(out)]) == 0
@@ -110,12 +110,25 @@ def test_gui_bench_in_a_real_viewer_with_the_widget(small_volume, make_napari_vi
     engine = CountingEngine()
     window = auto_window(small_volume.image_zyx)
     figures = bench_cli.gui_benchmarks(
-        engine, small_volume, window, repeats=2, stall_runs=1, timeout_s=60, viewer=viewer
+        engine,
+        small_volume,
+        window,
+        repeats=2,
+        stall_runs=1,
+        timeout_s=60,
+        viewer=viewer,
+        many_clicks=12,
     )
     assert is_stat(figures["click_to_paint_ms_cached"])
     assert figures["click_to_paint_ms_cached"]["runs"] == 2
     assert is_stat(figures["click_to_paint_ms_new_slice"])
     assert is_stat(figures["gui_max_stall_ms_during_20_slice_embedding"])
-    # the clicks went through the widget to the engine (warm-up + 2 cached + 2 fresh slices)
-    assert engine.predict_calls == 5
+    assert is_stat(figures["click_to_paint_ms_next_slice_prefetched"])
+    assert figures["click_to_paint_ms_next_slice_prefetched"]["runs"] == 3
+    assert is_stat(figures["click_to_paint_ms_first_10_clicks"])
+    assert is_stat(figures["click_to_paint_ms_last_10_clicks"])
+    assert figures["clicks_on_one_slice"] == 12
+    # the clicks went through the widget to the engine: warm-up + 2 cached + 2 fresh
+    # slices + 3 x (a click, then one on the prefetched next slice) + 12 on one slice
+    assert engine.predict_calls == 5 + 6 + 12
     assert engine.embed_calls >= 8  # the stall job embedded every slice of the small volume

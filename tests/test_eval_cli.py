@@ -33,7 +33,7 @@ def nifti_pair(tmp_path):
 def inject(monkeypatch, factory):
     seen = {}
 
-    def fake_load_engine(checkpoint, device):
+    def fake_load_engine(checkpoint, device, **_):
         seen["args"] = (checkpoint, device)
         return factory()
 

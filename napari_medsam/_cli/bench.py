@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from napari_medsam._cli.backend_args import add_backend_args, engine_options
+
 WIDGET = ("napari-medsam", "MedSAM segmentation")
 TICK_MS = 5
 
@@ -35,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "Each figure: median of --repeats runs after a warm-up, with min and max.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps")
+    add_backend_args(parser, several=True)
     parser.add_argument(
         "--checkpoint", default=None, help="model checkpoint (default: bundled LiteMedSAM)"
     )
@@ -49,15 +52,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="a first look: 1 timed run per figure, 8 slices, 1 stall job "
                              "(the full run takes minutes on a CPU)")  # fmt: skip
+    parser.add_argument("--no-propagation", action="store_true",
+                        help="skip the 40-slice propagation figure")  # fmt: skip
+    parser.add_argument("--many-clicks", type=int, default=400, metavar="N",
+                        help="clicks on one slice for the first-vs-N-th click figure "
+                             "(default 400; 0 skips it)")  # fmt: skip
     parser.set_defaults(func=run)
     return parser
 
 
-def _load_engine(checkpoint: str | None, device: str):
-    """The app's engine loader (tests replace this function)."""
+def _load_engine(checkpoint: str | None, device: str, **options):
+    """The app's engine loader (tests replace this function); ``options`` as in load_engine."""
     from napari_medsam.model.engine import load_engine
 
-    return load_engine(checkpoint=checkpoint, device=device)
+    return load_engine(checkpoint=checkpoint, device=device, **options)
 
 
 def _test_volume(slices: int = 24):
@@ -67,6 +75,36 @@ def _test_volume(slices: int = 24):
 
     phantom = make_phantom(shape_zyx=(slices, 512, 512), spacing_zyx_mm=(4.0, 0.75, 0.75))
     return phantom, auto_window(phantom.image_zyx)
+
+
+def propagation_benchmark(engine, n_slices: int = 40) -> dict:
+    """Seconds to propagate one organ through ``n_slices`` fresh slices (embedding included).
+
+    A 512 x 512 phantom of ``n_slices + 1`` slices at 1 mm; the liver's true mask on
+    the middle slice is the seed; stop rules off, so every slice is segmented.
+    """
+    from napari_medsam.evaluation.benchmark import Stat
+    from napari_medsam.io.phantom import make_phantom
+    from napari_medsam.prompts.intensity import auto_window
+    from napari_medsam.tasks.propagate import propagate
+    from napari_medsam.types import SliceMask
+
+    phantom = make_phantom(shape_zyx=(n_slices + 1, 512, 512), spacing_zyx_mm=(1.0, 0.75, 0.75))
+    window = auto_window(phantom.image_zyx)
+    z = n_slices // 2
+    label = int(np.bincount(phantom.labels_zyx[z].ravel())[1:].argmax() + 1)
+    seed = phantom.labels_zyx[z] == label
+    loose = {"stop_score": 0.0, "stop_overlap": 0.0, "min_area": 1}
+    if hasattr(engine, "clear_cache"):
+        engine.clear_cache()
+    t0 = time.perf_counter()
+    items = propagate(engine, phantom.image_zyx, window, z, seed, label, 0, "bench-p", **loose)
+    masks = [item for item in items if isinstance(item, SliceMask)]
+    seconds = time.perf_counter() - t0
+    return {
+        f"propagate_s_{n_slices}_slices": Stat.of([seconds]).to_dict(),
+        "propagated_slices": len(masks),
+    }
 
 
 def engine_benchmarks(engine, phantom, window, repeats: int, batch: int) -> dict:
@@ -126,12 +164,20 @@ def _max_stall_ms(app, widget, timeout_s: float) -> float:
 
 
 def gui_benchmarks(
-    engine, phantom, window, repeats: int, stall_runs: int, timeout_s: float = 600, viewer=None
+    engine,
+    phantom,
+    window,
+    repeats: int,
+    stall_runs: int,
+    timeout_s: float = 600,
+    viewer=None,
+    many_clicks: int = 0,
 ) -> dict:
     """Click-to-paint and event-loop stall in a headless viewer with the real widget.
 
     ``viewer``: an existing viewer to use (left open); by default a hidden one is
-    made and closed.
+    made and closed. ``many_clicks`` N > 0 also clicks N times on one slice and
+    reports the first and the last 10 clicks' latency.
     """
     import napari
     from qtpy.QtWidgets import QApplication
@@ -168,9 +214,32 @@ def gui_benchmarks(
         y, x = centre_of_object(z)
         click(z, y, x)
         cached = [click(z, y + (i % 3), x + (i % 5)) for i in range(repeats)]
-        # fresh slice: the embedding is part of the latency
+        # fresh slice: the embedding is part of the latency (no prefetch had time to run)
         fresh_zs = [zz for zz in range(n_z) if zz != z and (phantom.labels_zyx[zz] > 0).any()]
-        fresh = [click(zz, *centre_of_object(zz)) for zz in fresh_zs[:repeats]]
+        fresh = []
+        for zz in fresh_zs[:repeats]:
+            if hasattr(engine, "clear_cache"):
+                engine.clear_cache()
+            fresh.append(click(zz, *centre_of_object(zz)))
+        # next slice after the prefetch of the clicked slice's neighbours has finished
+        prefetched = []
+        pending = getattr(widget, "prefetch_pending", None)
+        for zz in range(1, n_z - 1)[: repeats + 1]:
+            if not (phantom.labels_zyx[zz + 1] > 0).any():
+                continue
+            click(zz, *centre_of_object(zz))
+            if pending is not None:
+                _process_until(app, lambda: not pending(), timeout_s)
+            viewer.dims.set_point(0, image.data_to_world((zz + 1, 0, 0))[0])
+            prefetched.append(click(zz + 1, *centre_of_object(zz + 1)))
+        # many clicks on one slice: does a click get slower as the clicks pile up?
+        many = []
+        if many_clicks:
+            zm = max(0, z - 2)
+            ys, xs = np.nonzero(phantom.labels_zyx[zm] > 0)
+            rng = np.random.default_rng(0)
+            picks = rng.integers(0, len(ys), many_clicks)
+            many = [click(zm, int(ys[i]), int(xs[i])) for i in picks]
 
         # stall: a 5 ms timer on the GUI thread while 20 slices are embedded on the worker
         stalls = []
@@ -182,6 +251,12 @@ def gui_benchmarks(
         return {
             "click_to_paint_ms_cached": Stat.of(cached).to_dict(),
             "click_to_paint_ms_new_slice": Stat.of(fresh).to_dict() if fresh else None,
+            "click_to_paint_ms_next_slice_prefetched": Stat.of(prefetched).to_dict()
+            if prefetched
+            else None,
+            "click_to_paint_ms_first_10_clicks": Stat.of(many[:10]).to_dict() if many else None,
+            "click_to_paint_ms_last_10_clicks": Stat.of(many[-10:]).to_dict() if many else None,
+            "clicks_on_one_slice": len(many),
             "gui_max_stall_ms_during_20_slice_embedding": Stat.of(stalls).to_dict()
             if stalls
             else None,
@@ -210,8 +285,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_medsam.evaluation.benchmark import peak_memory
     from napari_medsam.io.atomic import atomic_write_text, check_output_path
 
-    if args.repeats < 1 or args.batch < 1 or args.stall_runs < 0:
-        raise ValueError("--repeats and --batch must be >= 1, --stall-runs >= 0")
+    if args.repeats < 1 or args.batch < 1 or args.stall_runs < 0 or args.many_clicks < 0:
+        raise ValueError("--repeats and --batch must be >= 1, --stall-runs and --many-clicks >= 0")
     if args.json_path:  # before the minutes of benchmarking
         check_output_path(args.json_path, "--json", [args.checkpoint], (".json",))
     quick = getattr(args, "quick", False)
@@ -224,24 +299,41 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     set_threads(args.threads)
+    if len(args.backend) > 1:
+        from napari_medsam._cli.bench_compare import run_compare
+
+        return run_compare(args)
+    args.backend = args.backend[0]
     t0 = time.perf_counter()
-    engine = _load_engine(args.checkpoint, args.device)
+    engine = _load_engine(args.checkpoint, args.device, **engine_options(args))
     load_s = time.perf_counter() - t0
     phantom, window = _test_volume(8 if quick else 24)
     device = str(getattr(engine, "device", args.device))
     print(
-        f"napari-medsam {__version__} bench: {engine.name} on {device} (loaded in {load_s:.1f} s)"
+        f"napari-medsam {__version__} bench: {engine.name} on {device}, encoder "
+        f"{getattr(engine, 'backend', 'torch')} (loaded in {load_s:.1f} s)"
     )
     print(
         f"input: synthetic CT {phantom.image_zyx.shape} zyx, window [{window.lo:g}, {window.hi:g}]"
     )
     figures = engine_benchmarks(engine, phantom, window, args.repeats, args.batch)
+    if not args.no_propagation:
+        figures.update(propagation_benchmark(engine))
     gui_note = None
     if args.no_gui:
         gui_note = "skipped (--no-gui)"
     else:
         try:
-            figures.update(gui_benchmarks(engine, phantom, window, args.repeats, args.stall_runs))
+            figures.update(
+                gui_benchmarks(
+                    engine,
+                    phantom,
+                    window,
+                    args.repeats,
+                    args.stall_runs,
+                    many_clicks=args.many_clicks,
+                )
+            )
         except ImportError as err:
             gui_note = f"skipped: {err}"
     memory = peak_memory(engine)
@@ -259,6 +351,7 @@ def run(args: argparse.Namespace) -> int:
                 "device": device,
                 "checkpoint": args.checkpoint,
                 "engine": engine.name,
+                "backend": getattr(engine, "backend", None),
                 "repeats": args.repeats,
                 "warmup": 1,
                 "batch": args.batch,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_medsam._cli.backend_args import add_backend_args, engine_options
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -53,6 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--checkpoint", default=None, help="model checkpoint (default: bundled LiteMedSAM)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps")
+    add_backend_args(parser)
     parser.add_argument(
         "--zoom",
         choices=("on", "off"),
@@ -93,11 +96,14 @@ def _device(engine, args) -> str:
     return str(getattr(engine, "device", None) or args.device)
 
 
-def _load_engine(checkpoint: str | None, device: str):
-    """The app's engine loader (looked up at call time; tests replace this function)."""
+def _load_engine(checkpoint: str | None, device: str, **options):
+    """The app's engine loader (looked up at call time; tests replace this function).
+
+    ``options``: ``backend``, ``precision``, ``background`` of ``load_engine``.
+    """
     from napari_medsam.model.engine import load_engine
 
-    return load_engine(checkpoint=checkpoint, device=device)
+    return load_engine(checkpoint=checkpoint, device=device, **options)
 
 
 def _choose_window(text: str | None, image_zyx: np.ndarray):
@@ -258,15 +264,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no object slice of labels {labels} has at least {args.min_area} pixels")
     names = _label_names(args.labels_path)
     set_threads(args.threads)
-    engine = _load_engine(args.checkpoint, args.device)
+    engine = _load_engine(args.checkpoint, args.device, **engine_options(args))
     if hasattr(engine, "zoom_in"):
         engine.zoom_in = engine.zoom_in and args.zoom == "on"
     limit = (
         "1 interaction (the box)" if args.prompt == "box" else f"max {args.max_clicks} interactions"
     )
     print(
-        f"napari-medsam {__version__} eval: {engine.name} on {_device(engine, args)}, "
-        f"prompt {args.prompt}, "
+        f"napari-medsam {__version__} eval: {engine.name} on {_device(engine, args)} "
+        f"(encoder {getattr(engine, 'backend', 'torch')}), prompt {args.prompt}, "
         f"{len(cases)} cases (slices along axis 0 of shape {image_zyx.shape}), "
         f"{limit}, min area {args.min_area}",
     )

@@ -61,6 +61,7 @@ def run_3d(args: argparse.Namespace) -> int:
     """
     from napari_medsam import __version__
     from napari_medsam._cli import eval as eval_cli
+    from napari_medsam._cli.backend_args import engine_options
     from napari_medsam.evaluation.cases import parse_labels
     from napari_medsam.evaluation.protocol3d import run_protocol3d
     from napari_medsam.evaluation.report import write_json
@@ -80,7 +81,7 @@ def run_3d(args: argparse.Namespace) -> int:
     labels = parse_labels(args.labels, labels_zyx)
     window, window_text = eval_cli._choose_window(args.window, image_zyx)
     names = eval_cli._label_names(args.labels_path)
-    engine = eval_cli._load_engine(args.checkpoint, args.device)
+    engine = eval_cli._load_engine(args.checkpoint, args.device, **engine_options(args))
     if hasattr(engine, "zoom_in"):
         engine.zoom_in = engine.zoom_in and args.zoom == "on"
     print(

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from napari_medsam._cli.backend_args import add_backend_args
+
 PUBLIC_BACKBONES = ("litemedsam", "sam_vit_b", "sam_vit_l", "sam_vit_h")
 TEST_BACKBONES = ("tiny_sam", "tiny_tinyvit")
 
@@ -109,6 +111,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "adapters on image embeddings computed once per slice (decoder: fast on a CPU)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_backend_args(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -143,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         prompts=prompts,
         save_full=False if args.parts_only else None,
         parts=args.parts,
+        backend=args.backend,
+        precision=args.precision,
     )
     # before any training: never write over an input, and fail now rather than after hours
     inputs = [p for pair in config.data for p in pair] + [config.backbone_checkpoint]

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_medsam._cli.backend_args import add_backend_args, engine_options
 from napari_medsam.tasks.propagate import DEFAULT_STOP_SCORE
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="on",
         help="click model: predict corrections on a crop around the object (default on)",
     )
+    add_backend_args(parser)
     parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",
                         help="intensity window (default: CT 40,400 or MR percentiles)")  # fmt: skip
     parser.add_argument("--propagate", action="store_true",
@@ -410,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
         if args.window is not None
         else auto_window(volume.data_zyx)
     )
-    engine = load_engine(args.checkpoint, device=args.device)
+    engine = load_engine(args.checkpoint, device=args.device, **engine_options(args))
     if hasattr(engine, "zoom_in"):
         engine.zoom_in = engine.zoom_in and args.zoom == "on"
     dtype = np.uint8 if args.label < 256 else np.uint16

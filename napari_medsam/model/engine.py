@@ -8,6 +8,7 @@ from the bundled LiteMedSAM weights or a checkpoint file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Hashable, Sequence
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_medsam.model.backends import make_encoder_backend
 from napari_medsam.model.checkpoints import (
     CheckpointError,
     config_for_state_dict,
@@ -30,7 +32,7 @@ from napari_medsam.model.preprocess import preprocess_slices
 from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
 from napari_medsam.model.registry import LITEMEDSAM, ModelConfig, build_model
 from napari_medsam.model.sanity import check_engine_forward
-from napari_medsam.prompts.geometry import lowres_logits_to_slice
+from napari_medsam.prompts.lowres_mask import lowres_logits_to_mask
 from napari_medsam.types import SlicePrediction, SlicePrompt
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,14 @@ class SamEngine:
         embedding is 4 MiB). 0 disables caching.
     name : str, optional
         Shown to the user; defaults to ``config.name``.
+    backend : str
+        Image-encoder backend: ``auto`` (OpenVINO on a CPU when installed, else
+        torch), ``torch`` or ``openvino``; see :mod:`napari_medsam.model.backends`.
+    precision : str
+        ``auto`` (bf16 where the CPU has it), ``bf16`` or ``fp32``; OpenVINO only.
+    background : bool
+        Convert the encoder for OpenVINO on a background thread (torch answers
+        until it is ready) instead of in the first request.
 
     Notes
     -----
@@ -72,9 +82,22 @@ class SamEngine:
         device: str | torch.device = "auto",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         name: str | None = None,
+        backend: str = "auto",
+        precision: str = "auto",
+        background: bool = True,
     ) -> None:
         self.device = choose_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # eval after the weights: TinyViT caches biases
+        self.encoder_backend = make_encoder_backend(
+            self.model.image_encoder,
+            self.device,
+            config.input_spec.side,
+            backend,
+            precision,
+            background=background,
+        )
+        fast = self.encoder_backend.backend != "torch" and self.device.type == "cpu"
+        self.decoder_precision = self.encoder_backend.precision if fast else "fp32"
         self.config = config
         self.spec = config.input_spec
         self.name = name or config.name
@@ -88,6 +111,21 @@ class SamEngine:
         """Side of the low-res logits and of ``mask_input`` (256 for released models)."""
         return int(self.model.prompt_encoder.mask_input_size[0])
 
+    def _decoder_autocast(self):
+        """bf16 autocast for prompt encoder + decoder on a bf16 CPU with the fast backend.
+
+        The torch backend stays the fp32 reference end to end.
+        """
+        if self.decoder_precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @property
+    def backend(self) -> str:
+        """The image encoder's backend and precision, e.g. ``"openvino bf16"``."""
+        impl = self.encoder_backend
+        return f"{impl.backend} {impl.precision}"
+
     def cache_info(self) -> CacheInfo:
         """Hits, misses, entries and bytes of the embedding cache."""
         return self.cache.info()
@@ -100,7 +138,7 @@ class SamEngine:
     def _encode(self, images_yx: Sequence[np.ndarray]) -> torch.Tensor:
         batch = preprocess_slices(images_yx, self.spec, self.device)
         with self._lock:
-            return self.model.image_encoder(batch)
+            return self.encoder_backend(batch)
 
     def _embedding(self, image_yx: np.ndarray, cache_key: Hashable | None) -> torch.Tensor:
         hw = tuple(image_yx.shape)
@@ -192,7 +230,7 @@ class SamEngine:
         )
 
         embedding = self._embedding(image, cache_key)
-        with torch.inference_mode(), self._lock:
+        with torch.inference_mode(), self._lock, self._decoder_autocast():
             # With no box, SAM's prompt encoder appends its padding point itself.
             sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
             lowres, iou = self.model.mask_decoder(
@@ -205,7 +243,7 @@ class SamEngine:
         best = int(torch.argmax(iou[0])) if multimask else 0
         logits = lowres[0, best].float().cpu().numpy().copy()
         score = float(iou[0, best])
-        mask_yx = lowres_logits_to_slice(logits, hw, side, self.spec.resize) > 0
+        mask_yx = lowres_logits_to_mask(logits, hw, side, self.spec.resize)  # only where it can be
         return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
 
 
@@ -221,6 +259,9 @@ def load_engine(
     checkpoint: str | Path | None = None,
     device: str | torch.device = "auto",
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    backend: str = "auto",
+    precision: str = "auto",
+    background: bool = True,
 ):
     """Build an engine from the bundled LiteMedSAM or a checkpoint file.
 
@@ -236,6 +277,8 @@ def load_engine(
         See :func:`choose_device`.
     cache_bytes : int
         Bound of the embedding cache.
+    backend, precision, background
+        The image encoder's backend; see :class:`SamEngine`.
 
     Returns
     -------
@@ -257,7 +300,8 @@ def load_engine(
     if checkpoint is None:
         from napari_medsam.model.click.default import shipped_click_weights
 
-        return load_click_engine(shipped_click_weights(), dev, cache_bytes)
+        options = {"backend": backend, "precision": precision, "background": background}
+        return load_click_engine(shipped_click_weights(), dev, cache_bytes, options=options)
     if str(checkpoint) == PLAIN_LITEMEDSAM and not Path(checkpoint).exists():
         from napari_medsam.model.litemedsam import bundled_checkpoint_path
 
@@ -268,22 +312,32 @@ def load_engine(
         path = Path(checkpoint).expanduser()
         state = read_state_dict(path)
         if detect_kind(state) == "medsa":
+            options = {"backend": backend, "precision": precision, "background": background}
             if is_click_checkpoint(state):
-                engine = load_click_engine(state, dev, cache_bytes, source_name=path.name)
+                engine = load_click_engine(state, dev, cache_bytes, source_name=path.name,
+                                           options=options)
             else:
-                engine = _load_medsa(state, dev, cache_bytes, path)
+                engine = _load_medsa(state, dev, cache_bytes, path, options)
             check_engine_forward(engine, path.name)
             return engine
         config = config_for_state_dict(state)
     model = build_model(config)
     load_state_strict(model, state, path.name)
     logger.info("loaded %s from %s on %s", config.name, path, dev)
-    engine = SamEngine(model, config, device=dev, cache_bytes=cache_bytes)
+    engine = SamEngine(
+        model,
+        config,
+        device=dev,
+        cache_bytes=cache_bytes,
+        backend=backend,
+        precision=precision,
+        background=background,
+    )
     check_engine_forward(engine, path.name)  # finite logits on a tiny slice, or refused
     return engine
 
 
-def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path):
+def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path, options: dict):
     try:
         from napari_medsam.model import medsa
     except ImportError:
@@ -293,4 +347,4 @@ def _load_medsa(state: dict, device: torch.device, cache_bytes: int, path: Path)
     loader = getattr(medsa, "load_medsa_engine", None)
     if loader is None:
         raise CheckpointError(f"{path.name}: Med-SA checkpoints cannot be loaded by this version")
-    return loader(state, device=device, cache_bytes=cache_bytes)
+    return loader(state, device=device, cache_bytes=cache_bytes, **options)

@@ -52,12 +52,13 @@ def keep_triton_away_from_mesa_llvm() -> bool:
     return True
 
 
-def _load_engine(checkpoint: str | None, device: str) -> Engine:
+def _load_engine(checkpoint: str | None, device: str, backend: str = "auto") -> Engine:
     keep_triton_away_from_mesa_llvm()
     # imported here: torch is only needed once a model is actually loaded
     from napari_medsam.model.engine import load_engine
 
-    return load_engine(checkpoint=checkpoint, device=device)
+    # background: a first conversion for OpenVINO must not hold up the first click
+    return load_engine(checkpoint=checkpoint, device=device, backend=backend, background=True)
 
 
 class EngineHolder:
@@ -71,7 +72,8 @@ class EngineHolder:
         ``"auto"``, ``"cpu"`` or ``"cuda"``: the device preference for loads.
     loader : callable, optional
         ``loader(checkpoint_path_or_None, device) -> Engine``; defaults to
-        :func:`napari_medsam.model.engine.load_engine`.
+        :func:`napari_medsam.model.engine.load_engine` with the image-encoder
+        backend ``self.backend`` (``auto``, ``torch`` or ``openvino``).
     """
 
     def __init__(
@@ -79,7 +81,8 @@ class EngineHolder:
     ):
         self._engine = engine
         self._lock = threading.RLock()
-        self._loader = loader or _load_engine
+        self._loader = loader or (lambda path, dev: _load_engine(path, dev, self.backend))
+        self.backend = "auto"
         self.device = device
         self.checkpoint: str | None = None
         #: zoom-in preference, applied to every engine that has the option
@@ -141,4 +144,5 @@ class EngineHolder:
         if engine is None:
             return f"model not loaded yet (device {self.device})"
         device = getattr(engine, "device", None) or self.device
-        return f"{engine.name} on {device}"
+        backend = getattr(engine, "backend", None)
+        return f"{engine.name} on {device}" + (f", encoder {backend}" if backend else "")

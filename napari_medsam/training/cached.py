@@ -20,6 +20,7 @@ import logging
 import torch
 from torch import nn
 
+from napari_medsam.model.backends import make_encoder_backend
 from napari_medsam.model.medsa.config import is_medsa_key
 from napari_medsam.training.data import TrainingSet
 
@@ -64,6 +65,8 @@ def cache_embeddings(
     batch_size: int = 8,
     storage: torch.dtype = torch.float32,
     progress: bool = False,
+    backend: str = "auto",
+    precision: str = "auto",
 ) -> int:
     """Replace every preprocessed slice of ``data`` by its image embedding, in place.
 
@@ -83,6 +86,11 @@ def cache_embeddings(
         Dtype the embeddings are kept in on the CPU (float16 halves the memory).
     progress : bool
         Show a tqdm bar.
+    backend, precision : str
+        The encoder's backend (:func:`napari_medsam.model.backends.make_encoder_backend`):
+        ``auto`` runs OpenVINO on a CPU where it is installed (bf16 where the CPU
+        has it), torch elsewhere. The encoder is frozen here, so converting it once
+        is exact.
 
     Returns
     -------
@@ -94,12 +102,18 @@ def cache_embeddings(
     encoder = model.image_encoder
     was_training = [m.training for m in encoder.modules()]
     encoder.eval()
+    run = make_encoder_backend(
+        encoder, device, data.spec.side, backend, precision, background=False
+    )
+    if hasattr(run, "prepare"):
+        run.prepare()
+    logger.info("embedding %d slices with %s", len(data.images), run.describe())
     bar = _progress(len(data.images), progress)
     try:
         for start in range(0, len(data.images), batch_size):
             stop = min(start + batch_size, len(data.images))
             batch = torch.stack([im.float() for im in data.images[start:stop]]).to(device)
-            embeddings = encoder(batch, None, 1).to("cpu", storage)
+            embeddings = run(batch, None, 1).to("cpu", storage)
             for j in range(stop - start):
                 data.images[start + j] = embeddings[j].clone()
             if bar is not None:

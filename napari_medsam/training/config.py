@@ -104,6 +104,11 @@ class FinetuneConfig:
         decoder adapters). ``decoder``: only the mask decoder's adapters train, on
         image embeddings computed once per slice before the first step
         (:mod:`napari_medsam.training.cached`); the encoder's parts stay at zero.
+    backend, precision : str
+        Image-encoder backend for the embedding cache and the held-out engine of
+        ``parts="decoder"`` (a frozen encoder): ``auto``, ``torch``, ``openvino``;
+        precision ``auto``, ``bf16``, ``fp32`` (see :mod:`napari_medsam.model.backends`).
+        With ``parts="all"`` the encoder trains, and torch runs it.
     """
 
     data: tuple[tuple[str, str], ...]
@@ -134,6 +139,8 @@ class FinetuneConfig:
     prompts: PromptSimConfig = field(default_factory=PromptSimConfig)
     save_full: bool | None = None
     parts: str = "all"
+    backend: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.parts not in TRAINABLE_PARTS:

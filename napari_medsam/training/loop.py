@@ -14,7 +14,8 @@ With ``parts="decoder"`` only the mask decoder's Med-SA parts train, and the
 slices' image embeddings are computed once before the first step
 (:mod:`napari_medsam.training.cached`); steps 2 and 3 then skip the encoder.
 
-bf16 autocast on CUDA, fp32 elsewhere. Rank 0 evaluates the held-out subset
+bf16 autocast on CUDA; on a CPU with native bf16, the decoder-only steps
+(``parts="decoder"``) also run under bf16 autocast unless ``precision="fp32"``. Rank 0 evaluates the held-out subset
 with the eval protocol at the end of every epoch, writes the Med-SA checkpoint
 (``config.out``), the resumable state (``<out>.state.pt``) and the history
 (``<out>.history.json``).
@@ -22,7 +23,6 @@ with the eval protocol at the end of every epoch, writes the Med-SA checkpoint
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -48,6 +48,8 @@ from napari_medsam.training.config import FinetuneConfig, PromptSimConfig
 from napari_medsam.training.data import TrainingSet, Volume, load_volume
 from napari_medsam.training.forward import PromptedMedSA, run_prompts
 from napari_medsam.training.losses import segmentation_loss
+from napari_medsam.training.precision import autocast_for as _autocast
+from napari_medsam.training.precision import cpu_bf16_steps
 from napari_medsam.training.prompts_sim import add_error_click, initial_prompt
 from napari_medsam.training.state import load_state, restore_state, save_state
 from napari_medsam.training.validate import evaluate_model, heldout_cases
@@ -93,12 +95,6 @@ def training_set_for(
     )
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_step(
     module: torch.nn.Module,
     raw: PromptedMedSA,
@@ -110,6 +106,7 @@ def train_step(
     device: torch.device,
     dice_weight: float = 1.0,
     gamma: float = 2.0,
+    cpu_bf16: bool = False,
 ) -> dict:
     """One optimiser step on the cases ``indices`` (see the module docstring).
 
@@ -119,6 +116,8 @@ def train_step(
         ``raw`` or its DistributedDataParallel wrapper (the graded forward).
     raw : PromptedMedSA
         Used for the gradient-free iterative clicks.
+    cpu_bf16 : bool
+        Run the forward passes under bf16 autocast on the CPU (the loss is fp32).
 
     Returns
     -------
@@ -133,7 +132,7 @@ def train_step(
     hws = [data.hw(c) for c in cases]
     states = [initial_prompt(data.gt_yx(c), rng, sim) for c in cases]
     n_iters = int(rng.integers(0, sim.max_iter_clicks + 1))
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), _autocast(device, cpu_bf16):
         for _ in range(n_iters):
             active = [i for i, s in enumerate(states) if s.takes_clicks]
             if not active:
@@ -159,7 +158,7 @@ def train_step(
         weights.append(weight)
     target = torch.stack(targets).to(device)
     weight = torch.stack(weights).to(device)
-    with _autocast(device):
+    with _autocast(device, cpu_bf16):
         logits, _ = run_prompts(
             module,
             images,
@@ -266,7 +265,14 @@ def _finetune(config, volumes, progress, info) -> dict:
     t_embed = time.perf_counter()
     n_embedded = 0
     if config.parts == "decoder":
-        n_embedded = cache_embeddings(model, data, info.device, progress=progress and info.is_main)
+        n_embedded = cache_embeddings(
+            model,
+            data,
+            info.device,
+            progress=progress and info.is_main,
+            backend=config.backend,
+            precision=config.precision,
+        )
     t_embed = time.perf_counter() - t_embed
     medsa_train_mode(model)
     raw = PromptedMedSA(model, from_embeddings=data.embedded)
@@ -332,7 +338,14 @@ def _finetune(config, volumes, progress, info) -> dict:
     if config.parts == "decoder" and val_cases and info.is_main:
         from napari_medsam.model.medsa.engine import MedSAEngine
 
-        val_engine = MedSAEngine(model, device=info.device, cache_bytes=1 << 30)
+        val_engine = MedSAEngine(
+            model,
+            device=info.device,
+            cache_bytes=1 << 30,
+            backend=config.backend,
+            precision=config.precision,
+            background=False,
+        )
 
     def validate() -> dict | None:
         if not val_cases:
@@ -354,6 +367,8 @@ def _finetune(config, volumes, progress, info) -> dict:
     distributed.barrier(info)
     bar = _progress_bar(total_steps, step, progress and info.is_main)
     last_noc = None
+    cpu_bf16 = cpu_bf16_steps(config, info.device)
+    history["cpu_bf16_steps"] = cpu_bf16
     while step < total_steps:
         sampler.set_epoch(epoch)
         order = list(sampler)
@@ -376,6 +391,7 @@ def _finetune(config, volumes, progress, info) -> dict:
                 info.device,
                 config.dice_weight,
                 config.focal_gamma,
+                cpu_bf16,
             )
             step += 1
             losses.append(out["loss"])

@@ -76,7 +76,10 @@ def evaluate_model(
     results = {"clicks": [], "box": []}
     prompts = ("clicks", "box") if box else ("clicks",)
     for prompt in prompts:
-        run_engine = engine or MedSAEngine(model, device=device, cache_bytes=256 << 20)
+        # torch: the encoder may be training (a converted copy would go stale)
+        run_engine = engine or MedSAEngine(
+            model, device=device, cache_bytes=256 << 20, backend="torch"
+        )
         run_engine.model.eval()
         for v, vol in enumerate(volumes):
             mine = [c for (vv, c) in cases if vv == v]

@@ -33,19 +33,22 @@ def shipped_click_weights() -> Path:
     return path
 
 
-def click_engine_from(payload, backbone, config, device, cache_bytes, zoom_in: bool = True):
-    """A :class:`ClickEngine` on a loaded LiteMedSAM from a click checkpoint dict."""
+def click_engine_from(payload, backbone, config, device, cache_bytes, options=None):
+    """A :class:`ClickEngine` on a loaded LiteMedSAM from a click checkpoint dict.
+
+    ``options``: ``backend``, ``precision``, ``background``, ``zoom_in`` of the engine.
+    """
     from napari_medsam.model.click.checkpoint import click_decoder_from
     from napari_medsam.model.click.engine import ClickEngine
 
     decoder = click_decoder_from(payload, backbone)
     return ClickEngine(
-        backbone, config, decoder, zoom_in=zoom_in, device=device, cache_bytes=cache_bytes,
-        name=f"{config.name} + clicks",
+        backbone, config, decoder, device=device, cache_bytes=cache_bytes,
+        name=f"{config.name} + clicks", **dict(options or {}),
     )
 
 
-def load_click_engine(source, device, cache_bytes, zoom_in: bool = True, source_name=None):
+def load_click_engine(source, device, cache_bytes, source_name=None, options=None):
     """The bundled LiteMedSAM with the click decoder of ``source`` (path or loaded dict)."""
     from napari_medsam.model.engine import load_engine
 
@@ -54,8 +57,9 @@ def load_click_engine(source, device, cache_bytes, zoom_in: bool = True, source_
         payload = read_state_dict(source)
     else:
         payload = source
-    plain = load_engine(PLAIN_LITEMEDSAM, device=device, cache_bytes=0)
+    # only its loaded model is used: the click engine converts the encoder itself
+    plain = load_engine(PLAIN_LITEMEDSAM, device=device, cache_bytes=0, backend="torch")
     try:
-        return click_engine_from(payload, plain.model, plain.config, device, cache_bytes, zoom_in)
+        return click_engine_from(payload, plain.model, plain.config, device, cache_bytes, options)
     except CheckpointError as err:
         raise CheckpointError(f"{source_name or 'click checkpoint'}: {err}") from None

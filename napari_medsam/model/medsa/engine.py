@@ -69,6 +69,9 @@ class MedSAEngine(SamEngine):
         Bound of the embedding cache.
     name : str, optional
         Defaults to "Med-SA (<backbone name>)".
+    backend, precision, background
+        The image encoder's backend (click maps and slabs included); see
+        :class:`napari_medsam.model.engine.SamEngine`.
     """
 
     def __init__(
@@ -77,6 +80,9 @@ class MedSAEngine(SamEngine):
         device: str | torch.device = "auto",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         name: str | None = None,
+        backend: str = "auto",
+        precision: str = "auto",
+        background: bool = True,
     ) -> None:
         spec = backbone_spec(model.config.backbone)
         super().__init__(
@@ -85,6 +91,9 @@ class MedSAEngine(SamEngine):
             device=device,
             cache_bytes=cache_bytes,
             name=name or f"Med-SA ({spec.model_config.name})",
+            backend=backend,
+            precision=precision,
+            background=background,
         )
         embed = model.image_encoder.medsa_click_embed
         self.clicks_change_embedding = embed is not None and any(
@@ -145,7 +154,7 @@ class MedSAEngine(SamEngine):
     ) -> torch.Tensor:
         batch = preprocess_slices(images, self.spec, self.device)
         with self._lock:
-            return self.model.image_encoder(batch, maps, depth)
+            return self.encoder_backend(batch, maps, depth)
 
     def predict(
         self, image_yx: np.ndarray, prompt: SlicePrompt, cache_key: Hashable | None = None
@@ -215,6 +224,9 @@ def load_medsa_engine(
     device: str | torch.device = "auto",
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     backbone_checkpoint: str | Path | None = None,
+    backend: str = "auto",
+    precision: str = "auto",
+    background: bool = True,
 ) -> MedSAEngine:
     """Build a :class:`MedSAEngine` from a Med-SA checkpoint (file or loaded dict).
 
@@ -228,6 +240,13 @@ def load_medsa_engine(
     from napari_medsam.model.medsa.checkpoint import load_medsa
 
     model = load_medsa(source, backbone_checkpoint)
-    engine = MedSAEngine(model, device=device, cache_bytes=cache_bytes)
+    engine = MedSAEngine(
+        model,
+        device=device,
+        cache_bytes=cache_bytes,
+        backend=backend,
+        precision=precision,
+        background=background,
+    )
     logger.info("loaded %s on %s", engine.name, engine.device)
     return engine
