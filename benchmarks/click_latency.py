@@ -49,6 +49,7 @@ def main() -> None:
     z = image.shape[0] // 2
     slice_yx = IntensityWindow.from_level_width(40, 400).apply(image[z])
     engine = load_engine(None, device="cpu")
+    engine.zoom_in = True  # the crop figures; off by default in the app
     ids, counts = np.unique(labels[z][labels[z] > 0], return_counts=True)
     big, small = int(ids[np.argmax(counts)]), int(ids[np.argmin(counts)])
 

@@ -8,7 +8,7 @@ of the click model (Dice@1, NoC@85/90, a never-falling mean IoU curve, no object
 worse at click 5 than at click 1, box + 3 clicks against the box alone).
 
     python benchmarks/eval_clicks_heldout.py --data-root ../shared/data --json out.json
-        [--checkpoint litemedsam] [--no-zoom] [--cases-per-volume 16] [--max-clicks 20]
+        [--checkpoint litemedsam] [--zoom] [--cases-per-volume 16] [--max-clicks 20]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-root", required=True)
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--no-zoom", action="store_true")
+    ap.add_argument("--zoom", action="store_true", help="zoom-in on (off by default)")
     ap.add_argument("--cases-per-volume", type=int, default=16)
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--min-area", type=int, default=100)
@@ -66,8 +66,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     engine = load_engine(args.checkpoint, device="cpu")
-    if args.no_zoom and hasattr(engine, "zoom_in"):
-        engine.zoom_in = False
+    if hasattr(engine, "zoom_in"):
+        engine.zoom_in = args.zoom
     results, per_volume, per_label = {}, {}, defaultdict(list)
     box_pairs = []
     t0 = time.time()

@@ -116,7 +116,7 @@ class Controls(QWidget):
             "box-trained LiteMedSAM does worse with any click (spleen Dice 0.95 -> 0.73)."
         )
         self.zoom_check = QCheckBox("Zoom in on small objects")
-        self.zoom_check.setChecked(True)
+        self.zoom_check.setChecked(False)
         self.zoom_check.setToolTip(
             "Click model: after the first mask on a slice, predict corrections on a crop "
             "around the object re-embedded at the model's size (sharper edges on small "

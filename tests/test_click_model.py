@@ -174,3 +174,33 @@ def test_tiny_training_run_improves_noc(engines, tmp_path, monkeypatch):
     # a resumed store keeps its records
     assert builder.build_store([src], tmp_path, tmp_path / "store",
                                training_encoder(plain, "torch"), capacity=24).count == store.count
+
+
+@pytest.mark.slow
+def test_zoomed_correction_predicts_on_a_cached_crop_and_pastes_back(engines):
+    default, _ = engines
+    ph = make_phantom()
+    window = IntensityWindow.from_preset("soft tissue")
+    z = ph.image_zyx.shape[0] // 2
+    slice_yx = window.apply(ph.image_zyx[z])
+    label = min(np.unique(ph.labels_zyx[z])[1:], key=lambda v: (ph.labels_zyx[z] == v).sum())
+    rows, cols = np.nonzero(ph.labels_zyx[z] == label)
+    click = np.array([[rows[len(rows) // 2], cols[len(cols) // 2]]], np.float32)
+    default.zoom_in = True
+    try:
+        default.clear_cache()
+        first = default.predict(slice_yx, SlicePrompt(points_yx=click, point_labels=np.array([1])), "z")
+        assert "z" not in default._zoom_state  # the first click sees the whole slice
+        prompt = SlicePrompt(points_yx=click, point_labels=np.array([1]),
+                             prev_logits_lowres=first.logits_lowres)
+        second = default.predict(slice_yx, prompt, "z")
+        crop = default._zoom_state["z"][0]
+        outside = np.ones(slice_yx.shape, bool)
+        outside[crop[0]:crop[2], crop[1]:crop[3]] = False
+        assert not second.mask_yx[outside].any()
+        assert second.logits_lowres.shape == first.logits_lowres.shape
+        n = default.cache_info().entries
+        default.predict(slice_yx, prompt, "z")  # the crop stays and its embedding is cached
+        assert default.cache_info().entries == n
+    finally:
+        default.zoom_in = False

@@ -59,8 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--zoom",
         choices=("on", "off"),
-        default="on",
-        help="click model: predict corrections on a crop around the object (default on)",
+        default="off",
+        help="click model: predict corrections on a crop around the object (default off)",
     )
     parser.add_argument(
         "--slices",
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     engine = _load_engine(args.checkpoint, args.device, **engine_options(args))
     if hasattr(engine, "zoom_in"):
-        engine.zoom_in = engine.zoom_in and args.zoom == "on"
+        engine.zoom_in = args.zoom == "on"
     limit = (
         "1 interaction (the box)" if args.prompt == "box" else f"max {args.max_clicks} interactions"
     )

@@ -144,8 +144,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--zoom",
         choices=("on", "off"),
-        default="on",
-        help="click model: predict corrections on a crop around the object (default on)",
+        default="off",
+        help="click model: predict corrections on a crop around the object (default off)",
     )
     add_backend_args(parser)
     parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",
@@ -414,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
     )
     engine = load_engine(args.checkpoint, device=args.device, **engine_options(args))
     if hasattr(engine, "zoom_in"):
-        engine.zoom_in = engine.zoom_in and args.zoom == "on"
+        engine.zoom_in = args.zoom == "on"
     dtype = np.uint8 if args.label < 256 else np.uint16
     labels_zyx = np.zeros(volume.data_zyx.shape, dtype=dtype)
     seeds: dict[int, np.ndarray] = {}

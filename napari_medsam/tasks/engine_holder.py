@@ -86,7 +86,7 @@ class EngineHolder:
         self.device = device
         self.checkpoint: str | None = None
         #: zoom-in preference, applied to every engine that has the option
-        self.zoom_in = True
+        self.zoom_in = False  # held out: Dice@5 0.79 without, 0.74 with (model card)
 
     def set_zoom(self, on: bool) -> None:
         """Zoom-in for the click model (a crop around the object) on or off."""

@@ -6,7 +6,8 @@ bundled LiteMedSAM (same preprocessing, image encoder and embedding cache):
 - a prompt that is a box alone goes to the bundled prompt encoder and mask
   decoder, untouched, so its mask is bit for bit the bundled model's;
 - a prompt with clicks or previous logits goes to the :class:`ClickDecoder`;
-- with **zoom-in** on, once a slice has a previous prediction, the next one is made
+- with **zoom-in** on (off by default: on the held-out volumes it lowered Dice@5
+  from 0.79 to 0.74 with this decoder), once a slice has a previous prediction, the next one is made
   on a square crop around the current mask and the clicks (expanded 1.6x, at least
   48 px), re-embedded at the model's input size and pasted back. The crop is kept
   while the object stays inside it; crop embeddings are cached like slice ones.
@@ -62,7 +63,7 @@ class ClickEngine(SamEngine):
     """
 
     def __init__(
-        self, model, config, click_decoder: ClickDecoder, zoom_in: bool = True, **kwargs: Any
+        self, model, config, click_decoder: ClickDecoder, zoom_in: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(model, config, **kwargs)
         self.needs_box = False  # clicks alone segment: the capability the dock reads
