@@ -241,6 +241,8 @@ def gui_benchmarks(
             picks = rng.integers(0, len(ys), many_clicks)
             many = [click(zm, int(ys[i]), int(xs[i])) for i in picks]
 
+        if pending is not None:  # no prefetch left running into the stall figure
+            _process_until(app, lambda: not pending(), timeout_s)
         # stall: a 5 ms timer on the GUI thread while 20 slices are embedded on the worker
         stalls = []
         for _ in range(stall_runs):
