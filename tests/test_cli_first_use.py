@@ -105,7 +105,7 @@ def test_eval_names_the_device_used(tmp_path, capsys, monkeypatch):
     nib.Nifti1Image(labels, PERMUTED_AFFINE).to_filename(str(tmp_path / "labels.nii.gz"))
     engine = OracleEngine(load_nifti(tmp_path / "labels.nii.gz").data_zyx)
     engine.device = "cpu"
-    monkeypatch.setattr("napari_medsam._cli.eval._load_engine", lambda *a: engine)
+    monkeypatch.setattr("napari_medsam._cli.eval._load_engine", lambda *a, **k: engine)
     code = main(["eval", str(path), str(tmp_path / "labels.nii.gz"), "--prompt", "box"])
     assert code == 0
     out = capsys.readouterr().out
@@ -121,14 +121,15 @@ def test_bench_quick_is_small_and_says_so(monkeypatch, capsys):
         seen.update(slices=phantom.image_zyx.shape[0], repeats=repeats)
         return {"quick_check": None}
 
-    monkeypatch.setattr(bench, "_load_engine", lambda *a: OracleEngine(np.zeros((1, 1, 1))))
+    monkeypatch.setattr(bench, "_load_engine", lambda *a, **k: OracleEngine(np.zeros((1, 1, 1))))
     monkeypatch.setattr(bench, "engine_benchmarks", fake_engine_benchmarks)
     monkeypatch.setattr(bench, "_test_volume", lambda slices=24: (_Tiny(slices), _Window()))
     monkeypatch.setattr("napari_medsam.evaluation.benchmark.peak_memory", lambda e: {})
-    assert main(["bench", "--quick", "--no-gui"]) == 0
+    extra = ["--no-propagation", "--many-clicks", "0"]  # figures beyond the fake engine
+    assert main(["bench", "--quick", "--no-gui", *extra]) == 0
     assert seen == {"slices": 8, "repeats": 1}
     assert "several minutes" not in capsys.readouterr().err
-    assert main(["bench", "--no-gui", "--repeats", "2"]) == 0
+    assert main(["bench", "--no-gui", "--repeats", "2", *extra]) == 0
     assert seen == {"slices": 24, "repeats": 2}
     assert "several minutes" in capsys.readouterr().err
 

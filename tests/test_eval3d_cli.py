@@ -58,7 +58,7 @@ def test_eval_3d_flags_reach_the_report(nifti_pair, tmp_path, monkeypatch, capsy
     scan, seg = nifti_pair
     labels_zyx = load_nifti(seg).data_zyx
     monkeypatch.setattr(
-        eval_cli, "_load_engine", lambda checkpoint, device: OracleEngine(labels_zyx)
+        eval_cli, "_load_engine", lambda checkpoint, device, **_: OracleEngine(labels_zyx)
     )
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     base = ["eval", str(scan), str(seg), "--protocol", "3d", "--device", "cpu"]
