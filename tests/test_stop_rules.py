@@ -161,3 +161,16 @@ def _box_prompt(obj):
     from napari_medsam.types import SlicePrompt
 
     return SlicePrompt(box_yxyx=np.array(obj["box"], np.float32))
+
+
+def test_the_default_mask_prompt_is_the_engines_then_the_measured_one(monkeypatch):
+    from napari_medsam.tasks import propagate_prompts as pp
+
+    engine = ShrinkingEngine(21)
+    assert pp.default_mask_prompt(engine) == "none"
+    monkeypatch.setitem(pp.MEASURED_MASK_PROMPTS, "shrink", "logits")
+    assert pp.default_mask_prompt(engine) == "logits"
+    engine.propagation_mask_prompt = "binary"  # a checkpoint's own declaration wins
+    assert pp.default_mask_prompt(engine) == "binary"
+    _items(engine, stop_overlap=0.0)  # and reaches the prompts
+    np.testing.assert_array_equal(engine.prompts[12].prev_logits_lowres > 0, engine.masks[11])

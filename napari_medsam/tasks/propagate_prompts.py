@@ -48,14 +48,23 @@ def mask_prompt_frame(engine) -> tuple[int, int, str] | None:
     return int(side), int(lowres), str(resize)
 
 
+#: Measured mask prompt per engine name (``benchmarks/sweep_propagation.py``), for
+#: engines that do not declare ``propagation_mask_prompt`` themselves. The bundled
+#: LiteMedSAM is not listed: box only is its best (``logits`` helps its thick scans
+#: but halves its 3 mm organs' Dice; see :mod:`napari_medsam.tasks.stop_rules`).
+MEASURED_MASK_PROMPTS: dict[str, str] = {}
+
+
 def default_mask_prompt(engine) -> str:
-    """The engine's own choice (attribute ``propagation_mask_prompt``), else ``"none"``.
+    """The engine's own choice (attribute ``propagation_mask_prompt``), else the
+    measured one for its name (:data:`MEASURED_MASK_PROMPTS`), else ``"none"``.
 
     A checkpoint trained on adjacent-slice pairs with the previous mask as its
-    dense prompt declares ``"logits"`` or ``"binary"``; the bundled LiteMedSAM,
-    trained on boxes only, propagates best box-only (``benchmarks/sweep_propagation.py``).
+    dense prompt declares ``"logits"`` or ``"binary"``.
     """
-    mode = getattr(engine, "propagation_mask_prompt", "none")
+    mode = getattr(engine, "propagation_mask_prompt", None)
+    if mode is None:
+        mode = MEASURED_MASK_PROMPTS.get(str(getattr(engine, "name", "")), "none")
     return mode if mode in MASK_PROMPTS else "none"
 
 
