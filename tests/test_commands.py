@@ -35,7 +35,8 @@ def tiny_sam_checkpoint(tmp_path_factory):
 @pytest.fixture
 def viewer_with_widget(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((4, 32, 32), np.int16), name="vol")
+    ramp = (np.arange(4 * 32 * 32) % 400 - 200).reshape(4, 32, 32)  # not blank in any window
+    viewer.add_image(ramp.astype(np.int16), name="vol")
     _, widget = viewer.window.add_plugin_dock_widget("napari-medsam", "MedSAM segmentation")
     widget.engine = FakeEngine()
     return viewer, widget
