@@ -141,8 +141,6 @@ class Controls(QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Window", self.window_combo)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Encoder", self.backend_combo)
         form.addRow("Model", self.model_label)
         form.addRow("Label id", self.label_spin)
         # Advanced: device, other checkpoints, negatives from other objects, embeddings
@@ -150,6 +148,7 @@ class Controls(QWidget):
         advanced_form = QFormLayout(advanced)
         advanced_form.setContentsMargins(0, 0, 0, 0)
         advanced_form.addRow("Device", self.device_combo)
+        advanced_form.addRow("Encoder", self.backend_combo)
         advanced_form.addRow("", self.load_button)
         advanced_form.addRow(self.others_negative_check)
         advanced_form.addRow(self.embed_button)

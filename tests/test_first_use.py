@@ -54,7 +54,7 @@ def test_dock_preloads_and_says_ready(make_napari_viewer, phantom, qtbot, monkey
     release = threading.Event()
     loads = []
 
-    def slow_loader(checkpoint, device):
+    def slow_loader(checkpoint, device, *_):
         loads.append((checkpoint, device))
         release.wait(10)
         engine = FakeEngine(truth_zyx=phantom.labels_zyx)
@@ -173,7 +173,9 @@ def test_status_bar_gets_both_voxel_frames(make_napari_viewer, phantom, tmp_path
     assert text == "voxel zyx [2 3 4] · file ijk [15 20 2]"
     assert voxel_text(image, image.data_to_world((99, 0, 0))) is None  # outside
     viewer.cursor.position = tuple(world)
-    viewer.status = {"layer_name": "boxes", "coordinates": " [6.0 2.4 3.2]: "}  # as napari sets it
+    viewer.status = {  # as napari sets it (its main window reads all four keys)
+        "layer_base": "boxes", "source_type": "", "plugin": "", "coordinates": " [6.0 2.4 3.2]: "
+    }
     widget._cursor._on_cursor_position()  # runs after napari's own handler on cursor moves
     assert viewer.status["coordinates"] == f" [6.0 2.4 3.2]:   ·  {text}"
 
