@@ -64,3 +64,15 @@ def load_checkpoint(viewer: napari.viewer.Viewer, path: str | None = None):
     widget = find_widget(viewer)
     logger.info("loading checkpoint %s", path)
     return widget.load_checkpoint(path)
+
+
+def use_box_only_model(viewer: napari.viewer.Viewer):
+    """Switch the MedSAM widget to the bundled LiteMedSAM alone (boxes only)."""
+    from napari_medsam.model.click.default import PLAIN_LITEMEDSAM
+
+    return find_widget(viewer).load_checkpoint(PLAIN_LITEMEDSAM)
+
+
+def use_default_model(viewer: napari.viewer.Viewer):
+    """Switch the MedSAM widget back to the default (LiteMedSAM + the click decoder)."""
+    return find_widget(viewer).load_checkpoint(None)

@@ -93,6 +93,7 @@ class MedSamWidget(QWidget):
         c.device_combo.currentTextChanged.connect(self._on_device_changed)
         c.backend_combo.currentTextChanged.connect(self._on_backend_changed)
         c.negative_check.toggled.connect(self._on_negative_toggled)
+        c.zoom_check.toggled.connect(self.holder.set_zoom)
         c.commit_button.clicked.connect(self.commit_object)
         c.embed_button.clicked.connect(self.embed_nearby)
         c.load_button.clicked.connect(self._on_load_clicked)
@@ -124,7 +125,7 @@ class MedSamWidget(QWidget):
     def load_checkpoint(self, path: str | Path | None) -> int:
         """Load a checkpoint on the worker (returns the job id); on failure the model stays."""
         checkpoint = None if path is None else str(path)
-        what = Path(checkpoint).name if checkpoint else "bundled LiteMedSAM"
+        what = Path(checkpoint).name if checkpoint else "the default model (LiteMedSAM + clicks)"
         device = self.controls.device_combo.currentText()
         return self.model_runner.submit(load_job(self.holder, checkpoint, device, what))
 

@@ -97,7 +97,7 @@ class Controls(QWidget):
         self.backend_combo.setToolTip(
             "Image encoder: auto = OpenVINO on a CPU when installed (3-5x faster), else torch"
         )
-        self.model_label = QLabel("LiteMedSAM (bundled)")
+        self.model_label = QLabel("LiteMedSAM + clicks (bundled)")
         self.model_label.setWordWrap(True)
         self.load_button = QPushButton("Load checkpoint…")
         self.load_button.setToolTip(
@@ -114,6 +114,13 @@ class Controls(QWidget):
             "(or that lie near the clicks), on each slice segmented or propagated, so the "
             "new object stays out of them. For click-trained models (SAM, Med-SA): the "
             "box-trained LiteMedSAM does worse with any click (spleen Dice 0.95 -> 0.73)."
+        )
+        self.zoom_check = QCheckBox("Zoom in on small objects")
+        self.zoom_check.setChecked(False)
+        self.zoom_check.setToolTip(
+            "Click model: after the first mask on a slice, predict corrections on a crop "
+            "around the object re-embedded at the model's size (sharper edges on small "
+            "lesions; a new crop costs one embedding)."
         )
         self.commit_button = QPushButton("Commit object (Enter)")
         self.embed_button = QPushButton("Embed nearby slices")
@@ -154,6 +161,7 @@ class Controls(QWidget):
         layout.addWidget(self.message_label)
         layout.addLayout(form)
         layout.addWidget(self.negative_check)
+        layout.addWidget(self.zoom_check)
         layout.addWidget(self.commit_button)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)

@@ -20,7 +20,7 @@ from napari_medsam.tasks.jobs import preload_job
 
 #: Set to 0 to load the model on the first prompt instead of when the dock opens.
 PRELOAD_ENV = "NAPARI_MEDSAM_PRELOAD"
-BUNDLED_NAME = "LiteMedSAM"
+BUNDLED_NAME = "LiteMedSAM + clicks"
 NEEDS_BOX = "this model needs a box first"
 NEEDS_BOX_HINT = (
     f"{NEEDS_BOX}: draw a rectangle around the object on the boxes layer (now selected); "
@@ -75,13 +75,11 @@ def start_preload(widget) -> int | None:
 
 
 def model_needs_box(widget) -> bool:
-    """The current model's flag; before the first load, the bundled model's."""
+    """The current model's flag; before the first load, the default model's (it takes clicks)."""
     engine = widget.holder.engine
     if engine is not None:
         return needs_box(engine)
-    from napari_medsam.model.registry import LITEMEDSAM  # the model the first load brings
-
-    return LITEMEDSAM.input_spec.needs_box
+    return False  # the first load brings LiteMedSAM + the click decoder
 
 
 def select_first_prompt_layer(widget) -> None:

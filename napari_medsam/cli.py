@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES = (
     "convert",
     "model_info",
     "finetune",
+    "train_clicks",
 )
 
 

@@ -213,7 +213,7 @@ def test_segment_partly_nan_slice_is_usable_with_a_warning(run, files):
 
 def test_segment_only_negative_clicks_is_refused(run, files):
     argv = ["segment", files.scan, "--out", files.root / "o.nii.gz", "--neg-point", "5,5,2"]
-    assert_refused(run(argv), "--box or --point")
+    assert_refused(run(argv), "--box, --point")
 
 
 def test_segment_label_zero_is_refused(run, files):

@@ -83,7 +83,7 @@ def test_engine_benchmarks_call_the_engine_as_documented():
 def small_volume(monkeypatch):
     phantom = make_phantom(shape_zyx=(8, 48, 48))
     monkeypatch.setattr(
-        bench_cli, "_test_volume", lambda: (phantom, auto_window(phantom.image_zyx))
+        bench_cli, "_test_volume", lambda *_: (phantom, auto_window(phantom.image_zyx))
     )
     return phantom
 

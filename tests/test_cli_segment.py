@@ -59,7 +59,7 @@ def test_click_outside_volume_is_a_clear_error(tmp_path, capsys):
     assert "outside the volume" in err and "file axis 1" in err
     assert not (tmp_path / "o.nii.gz").exists()
     code = main(["segment", str(path), "--out", str(tmp_path / "o.nii.gz")])
-    assert code == 2 and "--box or --point" in capsys.readouterr().err
+    assert code == 2 and "--box, --point" in capsys.readouterr().err
 
 
 def test_bad_box_syntax_is_rejected(tmp_path):

@@ -35,7 +35,8 @@ def tiny_sam_checkpoint(tmp_path_factory):
 @pytest.fixture
 def viewer_with_widget(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((4, 32, 32), np.int16), name="vol")
+    ramp = (np.arange(4 * 32 * 32) % 400 - 200).reshape(4, 32, 32)  # not blank in any window
+    viewer.add_image(ramp.astype(np.int16), name="vol")
     _, widget = viewer.window.add_plugin_dock_widget("napari-medsam", "MedSAM segmentation")
     widget.engine = FakeEngine()
     return viewer, widget
@@ -167,3 +168,17 @@ def test_medsa_checkpoint_runs_clicks_through_the_click_maps(
     qtbot.waitUntil(lambda: not widget.segment_runner.busy, timeout=30000)
     np.testing.assert_allclose(seen[0][0], [[10, 20]])
     assert engine.name in widget.controls.status_label.text()
+
+
+@pytest.mark.slow
+def test_menu_switches_between_the_box_only_and_the_default_model(qtbot, viewer_with_widget):
+    viewer, widget = viewer_with_widget
+    app = get_app_model()
+    menu = _menu_command_ids(app, "napari/layers/segment")
+    assert {"napari-medsam.use_box_only_model", "napari-medsam.use_default_model"} <= set(menu)
+    with qtbot.waitSignal(widget.model_runner.finished, timeout=120000):
+        _commands.use_box_only_model(viewer)
+    assert widget.engine.name == "LiteMedSAM" and widget.engine.needs_box
+    with qtbot.waitSignal(widget.model_runner.finished, timeout=120000):
+        _commands.use_default_model(viewer)
+    assert not widget.engine.needs_box and widget.engine.name == "LiteMedSAM + clicks"

@@ -148,7 +148,7 @@ def test_eval_uses_the_app_windowing_task_and_box(monkeypatch):
 
     def spy_apply(self, image):
         calls["apply"] += 1
-        return original_apply(self, image) * 0 + 0.25
+        return original_apply(self, image) * 0.5 + 0.25  # recognisable, and not flat
 
     def spy_segment(*args, **kwargs):
         calls["segment"] += 1
@@ -174,7 +174,7 @@ def test_eval_uses_the_app_windowing_task_and_box(monkeypatch):
     assert calls["segment"] == engine.predict_calls == 2 * len(cases)
     assert calls["box"] == len(cases)
     assert calls["apply"] >= engine.predict_calls
-    assert all(lo == hi == 0.25 for lo, hi, _ in seen)  # the model saw the shared window's output
+    assert all(0.25 <= lo <= hi <= 0.75 for lo, hi, _ in seen)  # the shared window's output
     # the embedding cache key is the app's SliceKey
     assert seen[0][2] == segment_tasks.slice_key("toy", cases[0].z, WINDOW)
 
@@ -197,6 +197,7 @@ def test_real_litemedsam_box_then_clicks_on_the_phantom():
     assert ph.label_names[liver] == "liver"
     case = next(c for c in iter_cases(labels, [liver], 50) if c.z == z)
     engine = load_engine(None, "cpu")
+    engine.zoom_in = False  # a zoom crop would be a second, legitimate cache entry
     results = runner.evaluate_volume(
         engine,
         np.asarray(ph.image_zyx),

@@ -64,7 +64,7 @@ def test_dock_preloads_and_says_ready(make_napari_viewer, phantom, qtbot, monkey
     monkeypatch.setattr("napari_medsam.tasks.engine_holder._load_engine", slow_loader)
     viewer, widget, _ = _open(make_napari_viewer, phantom)
     qtbot.waitUntil(lambda: widget.model_runner.busy, timeout=5000)  # started by itself
-    assert widget.controls.status_label.text() == "loading LiteMedSAM…"
+    assert widget.controls.status_label.text() == "loading LiteMedSAM + clicks…"
     release.set()
     qtbot.waitUntil(lambda: widget.engine is not None and not widget.model_runner.busy, timeout=10000)
     import torch

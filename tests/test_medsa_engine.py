@@ -50,7 +50,7 @@ def test_converted_litemedsam_medsa_reproduces_litemedsam(tmp_path):
     path = tmp_path / "medsa_lite.pt"
     assert main(["convert", "--backbone", "litemedsam", "--parts-only", "--out", str(path)]) == 0
     medsa = load_engine(path, device="cpu")
-    plain = load_engine(None, device="cpu")
+    plain = load_engine("litemedsam", device="cpu")
     assert isinstance(medsa, MedSAEngine) and isinstance(medsa, Engine)
     assert not medsa.clicks_change_embedding
     for z, image in enumerate(_slices(2)):

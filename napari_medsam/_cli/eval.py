@@ -57,6 +57,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps")
     add_backend_args(parser)
     parser.add_argument(
+        "--zoom",
+        choices=("on", "off"),
+        default="off",
+        help="click model: predict corrections on a crop around the object (default off)",
+    )
+    parser.add_argument(
         "--slices",
         default=None,
         metavar="START:STOP",
@@ -259,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
     names = _label_names(args.labels_path)
     set_threads(args.threads)
     engine = _load_engine(args.checkpoint, args.device, **engine_options(args))
+    if hasattr(engine, "zoom_in"):
+        engine.zoom_in = args.zoom == "on"
     limit = (
         "1 interaction (the box)" if args.prompt == "box" else f"max {args.max_clicks} interactions"
     )

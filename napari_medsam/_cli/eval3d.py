@@ -82,6 +82,8 @@ def run_3d(args: argparse.Namespace) -> int:
     window, window_text = eval_cli._choose_window(args.window, image_zyx)
     names = eval_cli._label_names(args.labels_path)
     engine = eval_cli._load_engine(args.checkpoint, args.device, **engine_options(args))
+    if hasattr(engine, "zoom_in"):
+        engine.zoom_in = args.zoom == "on"
     print(
         f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {eval_cli._device(engine, args)}, "
         f"{len(labels)} objects, box on the largest slice + propagation, then up to "

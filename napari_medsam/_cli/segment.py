@@ -141,6 +141,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="model checkpoint (default: bundled LiteMedSAM)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument(
+        "--zoom",
+        choices=("on", "off"),
+        default="off",
+        help="click model: predict corrections on a crop around the object (default off)",
+    )
     add_backend_args(parser)
     parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",
                         help="intensity window (default: CT 40,400 or MR percentiles)")  # fmt: skip
@@ -407,6 +413,8 @@ def run(args: argparse.Namespace) -> int:
         else auto_window(volume.data_zyx)
     )
     engine = load_engine(args.checkpoint, device=args.device, **engine_options(args))
+    if hasattr(engine, "zoom_in"):
+        engine.zoom_in = args.zoom == "on"
     dtype = np.uint8 if args.label < 256 else np.uint16
     labels_zyx = np.zeros(volume.data_zyx.shape, dtype=dtype)
     seeds: dict[int, np.ndarray] = {}

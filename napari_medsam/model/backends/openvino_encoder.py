@@ -15,6 +15,7 @@ conversion runs on a thread while torch answers, so nothing waits for it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -34,6 +35,16 @@ from napari_medsam.model.backends.torch_encoder import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Conversions still running when the interpreter exits would be killed inside native
+# code (the process aborts, exit code 134): a short CLI run waits for them instead.
+_CONVERSIONS: set[threading.Thread] = set()
+
+
+@atexit.register
+def _finish_conversions() -> None:
+    for thread in list(_CONVERSIONS):
+        thread.join()
 
 XML = "encoder.xml"
 
@@ -217,6 +228,7 @@ class OpenVINOEncoder:
                     target=self._prepare, args=(signature,), daemon=True, name="medsam-ov-convert"
                 )
                 self._pending[signature] = thread
+                _CONVERSIONS.add(thread)
                 logger.info(
                     "preparing the OpenVINO image encoder for %s in the background "
                     "(a first conversion takes tens of seconds; torch answers meanwhile)",

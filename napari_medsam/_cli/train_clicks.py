@@ -1,0 +1,133 @@
+"""``napari-medsam train-clicks``: build the embedded training store, train the click decoder.
+
+::
+
+    napari-medsam train-clicks build --data-root DATA --store STORE [--split train]
+    napari-medsam train-clicks train --store STORE --heldout-store HELD --out click.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train-clicks",
+        help="train the click decoder on embedded slices (CPU-friendly)",
+        description="Build a store of embedded training slices (fp16, memory-mapped, "
+        "resumable) from labelled volumes, then train the click decoder on it with "
+        "interactive click rounds. The box path stays the bundled LiteMedSAM.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    build = sub.add_parser("build", help="embed the training slices once")
+    build.add_argument("--data-root", required=True, help="folder the volume paths are under")
+    build.add_argument("--store", required=True, help="store folder (resumed if present)")
+    build.add_argument("--split", choices=("train", "heldout"), default="train")
+    build.add_argument("--capacity", type=int, default=2600)
+    build.add_argument("--per-volume", type=int, nargs=2, metavar=("AXIAL", "OTHER"),
+                       help="slices per volume on the slice axis and on the two others")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--backend", choices=("auto", "torch"), default="auto")
+    train = sub.add_parser("train", help="train the click decoder")
+    train.add_argument("--store", required=True)
+    train.add_argument("--heldout-store", help="store of held-out volumes for the quick check")
+    train.add_argument("--out", required=True, help="click checkpoint to write (atomically)")
+    train.add_argument("--warm-start", help="click checkpoint to start from")
+    train.add_argument("--steps", type=int, default=1000)
+    train.add_argument("--schedule-steps", type=int, help="length of the LR schedule (default --steps)")
+    train.add_argument("--lr", type=float, default=5e-4, help="new parts' learning rate")
+    train.add_argument("--lr-pretrained", type=float, default=5e-5,
+                       help="learning rate of the copied LiteMedSAM decoder weights")
+    train.add_argument("--superpixel-fraction", type=float, default=0.3,
+                       help="share of synthetic superpixel targets")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--max-rounds", type=int, default=8)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-hyp-adapter", action="store_true", help="ablation: plain adapter")
+    train.add_argument("--no-disk-maps", action="store_true", help="ablation: no disk maps")
+    train.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _build(args) -> int:
+    import napari_medsam.training.clicks.build as builder
+    from napari_medsam.model.engine import load_engine
+    from napari_medsam.training.clicks import sources
+    from napari_medsam.training.clicks.encode import training_encoder
+
+    if args.per_volume:
+        builder.SLICES_AXIAL, builder.SLICES_OTHER = args.per_volume
+    root = Path(args.data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root not found: {root}")
+    engine = load_engine("litemedsam", device="cpu")
+    store = builder.build_store(
+        sources.volumes(args.split), root, args.store, training_encoder(engine, args.backend),
+        capacity=args.capacity, seed=args.seed,
+    )
+    print(f"{store.count} records in {args.store}")
+    return 0
+
+
+def _train(args) -> int:
+    import torch
+
+    from napari_medsam.model.click.decoder import ClickConfig
+    from napari_medsam.model.engine import load_engine
+    from napari_medsam.training.clicks import sources, validate
+    from napari_medsam.training.clicks.store import SliceStore
+    from napari_medsam.training.clicks.trainer import Trainer, TrainSettings, new_or_warm_decoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    store = SliceStore(args.store)
+    engine = load_engine("litemedsam", device="cpu")
+    config = ClickConfig(hyp_adapter=not args.no_hyp_adapter, disk_maps=not args.no_disk_maps)
+    decoder = new_or_warm_decoder(engine.model, config, args.warm_start)
+    if decoder.config != config:
+        raise ValueError(f"--warm-start has config {decoder.config}, asked for {config}")
+    train_records = [i for i, m in enumerate(store.meta) if m["split"] == "train"]
+    if not train_records:
+        raise ValueError(f"{args.store} holds no training records")
+    settings = TrainSettings(steps=args.steps, batch_size=args.batch_size,
+                             max_rounds=args.max_rounds, bf16=not args.fp32, seed=args.seed,
+                             schedule_steps=args.schedule_steps, lr_new=args.lr,
+                             lr_pretrained=args.lr_pretrained)
+    trainer = Trainer(engine.model, decoder, store, train_records, settings)
+    trainer.sampler.superpixel_fraction = args.superpixel_fraction
+    evaluate = None
+    if args.heldout_store:
+        held = SliceStore(args.heldout_store)
+        cases = validate.heldout_cases(held)
+
+        def evaluate(tr):
+            return validate.click_curve(tr, held, cases)
+
+    card = {
+        "data": sources.SOURCES_CARD,
+        "train_volumes": sorted({m["volume"] for m in store.meta}),
+        "heldout_volumes": [v.name for v in sources.volumes("heldout")],
+        "records": len(train_records),
+        "warm_start": args.warm_start,
+        "command": "napari-medsam train-clicks train " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("func", "command", "action") and v not in (None, False)
+        ),
+    }
+    out = Path(args.out)
+    trainer.fit(out, out.with_suffix(".log.jsonl"), card, evaluate)
+    print(json.dumps({"out": str(out), "steps": trainer.step}))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _build(args) if args.action == "build" else _train(args)

@@ -1,0 +1,208 @@
+"""The click decoder: LiteMedSAM's prompt encoder and mask decoder, trained for clicks.
+
+A :class:`ClickDecoder` is a trainable copy of a SAM-style model's prompt encoder
+and mask decoder, with two additions:
+
+- **HyP-Adpt** (Med-SA's Hyper-Prompting Adapter) and the two other Med-SA decoder
+  adapters in every two-way block (:class:`~napari_medsam.model.medsa.decoder.MedSAMaskDecoder`).
+- **SimpleClick disk maps as a dense prompt.** The positive and negative disk maps
+  (radius 5 model pixels) and the previous mask (logit > 0) form three channels at
+  the model's input resolution. A small convolutional stem (the shape of SAM's
+  ``mask_downscaling``) maps them to the image-embedding grid and adds them to
+  SAM's dense prompt embedding (the previous logits through ``mask_downscaling``,
+  or ``no_mask_embed``). The stem's last convolution starts at zero.
+
+The clicks also remain SAM point tokens. With every new part at zero the decoder
+computes exactly the model it was copied from. Box-only prompts never reach this
+module (:class:`~napari_medsam.model.click.engine.ClickEngine` routes them to the
+bundled decoder), so the box path stays bit-exact.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from napari_medsam.model.medsa.config import MedSAConfig
+from napari_medsam.model.medsa.decoder import MedSAMaskDecoder
+
+#: SimpleClick's disk radius, model-input pixels
+DISK_RADIUS = 5.0
+
+
+@dataclass(frozen=True)
+class ClickConfig:
+    """What a click decoder adds to the decoder it copies.
+
+    Attributes
+    ----------
+    backbone : str
+        The model whose encoder and box decoder it rides on ("litemedsam").
+    hyp_adapter : bool
+        HyP-Adpt in the decoder's two-way blocks (else plain adapters).
+    disk_maps : bool
+        The disk-map / previous-mask stem as a dense prompt.
+    adapter_ratio : float
+        Hidden width of the adapters as a fraction of the token width.
+    """
+
+    backbone: str = "litemedsam"
+    hyp_adapter: bool = True
+    disk_maps: bool = True
+    adapter_ratio: float = 0.25
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of (B, C, H, W) maps (as SAM's)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class ClickMapStem(nn.Module):
+    """(B, 3, S, S) disk maps + previous mask -> (B, C, S/4, S/4), zero at start."""
+
+    def __init__(self, embed_dim: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(3, hidden, kernel_size=2, stride=2),
+            LayerNorm2d(hidden),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden * 4, kernel_size=2, stride=2),
+            LayerNorm2d(hidden * 4),
+            nn.GELU(),
+            nn.Conv2d(hidden * 4, embed_dim, kernel_size=1),
+        )
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, maps: Tensor) -> Tensor:
+        return self.layers(maps)
+
+
+def disk_maps(
+    coords_xy: Tensor | None, labels: Tensor | None, side: int, radius: float = DISK_RADIUS
+) -> Tensor:
+    """Positive / negative disk maps of a batch of clicks, in the model frame.
+
+    Parameters
+    ----------
+    coords_xy : Tensor or None
+        (B, N, 2) float (x, y) model-input pixels (pixel c spans [c, c + 1)).
+    labels : Tensor or None
+        (B, N) int: 1 positive, 0 negative, -1 padding (ignored).
+    side : int
+        Model input side S.
+
+    Returns
+    -------
+    Tensor
+        (B, 2, S, S) float32 0/1; channel 0 positive, 1 negative. Same rule as
+        :func:`napari_medsam.prompts.clickmaps.click_maps`.
+    """
+    if coords_xy is None or coords_xy.shape[1] == 0:
+        b = 1 if coords_xy is None else coords_xy.shape[0]
+        device = "cpu" if coords_xy is None else coords_xy.device
+        return torch.zeros((b, 2, side, side), device=device)
+    centres = torch.arange(side, device=coords_xy.device, dtype=torch.float32) + 0.5
+    dx2 = (centres[None, None, :] - coords_xy[..., 0:1].float()) ** 2  # (B, N, S)
+    dy2 = (centres[None, None, :] - coords_xy[..., 1:2].float()) ** 2
+    inside = (dy2[..., :, None] + dx2[..., None, :]) <= radius**2  # (B, N, S, S)
+    pos = (inside & (labels == 1)[..., None, None]).any(dim=1)
+    neg = (inside & (labels == 0)[..., None, None]).any(dim=1)
+    return torch.stack([pos, neg], dim=1).float()
+
+
+class ClickDecoder(nn.Module):
+    """Trainable prompt encoder + Med-SA mask decoder + click-map stem (module docstring).
+
+    Parameters
+    ----------
+    prompt_encoder, mask_decoder : nn.Module
+        SAM-style modules to copy (the originals are left untouched).
+    config : ClickConfig
+    """
+
+    def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module, config: ClickConfig):
+        super().__init__()
+        self.config = config
+        self.prompt_encoder = copy.deepcopy(prompt_encoder)
+        medsa = MedSAConfig(
+            backbone=config.backbone,
+            adapter_ratio=config.adapter_ratio,
+            hyp_adapter=config.hyp_adapter,
+            sd_trans=False,
+            click_embed=False,
+        )
+        self.mask_decoder = MedSAMaskDecoder(copy.deepcopy(mask_decoder), medsa)
+        dim = int(self.prompt_encoder.embed_dim)
+        self.click_stem = ClickMapStem(dim) if config.disk_maps else None
+
+    @property
+    def input_side(self) -> int:
+        return int(self.prompt_encoder.input_image_size[0])
+
+    def forward(
+        self,
+        image_embeddings: Tensor,
+        points: tuple[Tensor, Tensor] | None,
+        boxes: Tensor | None = None,
+        mask_inputs: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Single-mask logits for B prompts.
+
+        Parameters
+        ----------
+        image_embeddings : Tensor
+            (B, C, h, w) one per prompt, or (1, C, h, w) shared.
+        points : tuple of Tensor or None
+            ((B, N, 2) float (x, y) model pixels, (B, N) int labels 1/0/-1 padding).
+        boxes : Tensor, optional
+            (B, 4) float (x0, y0, x1, y1) model pixels.
+        mask_inputs : Tensor, optional
+            (B, 1, 4h, 4w) previous low-res logits.
+
+        Returns
+        -------
+        logits : Tensor
+            (B, 1, 4h, 4w) low-res logits.
+        iou : Tensor
+            (B, 1) predicted IoU.
+        """
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
+        if self.click_stem is not None:
+            side = self.input_side
+            coords, labels = points if points is not None else (None, None)
+            maps = disk_maps(coords, labels, side)
+            b = sparse.shape[0]
+            if maps.shape[0] != b:
+                maps = maps.expand(b, -1, -1, -1)
+            if mask_inputs is not None:
+                prev = nn.functional.interpolate(
+                    mask_inputs.float(), size=(side, side), mode="bilinear", align_corners=False
+                )
+                prev = (prev > 0).float()
+            else:
+                prev = maps.new_zeros((b, 1, side, side))
+            dense = dense + self.click_stem(torch.cat([maps.to(dense.device), prev], 1)).to(
+                dense.dtype
+            )
+        return self.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )

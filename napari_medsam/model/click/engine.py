@@ -1,0 +1,160 @@
+"""The click engine: bundled LiteMedSAM for boxes, the trained click decoder for clicks.
+
+:class:`ClickEngine` is a :class:`~napari_medsam.model.engine.SamEngine` on the
+bundled LiteMedSAM (same preprocessing, image encoder and embedding cache):
+
+- a prompt that is a box alone goes to the bundled prompt encoder and mask
+  decoder, untouched, so its mask is bit for bit the bundled model's;
+- a prompt with clicks or previous logits goes to the :class:`ClickDecoder`;
+- with **zoom-in** on (off by default: on the held-out volumes it lowered Dice@5
+  from 0.79 to 0.74 with this decoder), once a slice has a previous prediction, the next one is made
+  on a square crop around the current mask and the clicks (expanded 1.6x, at least
+  48 px), re-embedded at the model's input size and pasted back. The crop is kept
+  while the object stays inside it; crop embeddings are cached like slice ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_medsam.model.click.decoder import ClickDecoder
+from napari_medsam.model.engine import SamEngine
+from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
+from napari_medsam.prompts import zoom
+from napari_medsam.prompts.geometry import (
+    RESIZE_STRETCH,
+    lowres_logits_to_slice,
+    resize_bilinear,
+)
+from napari_medsam.types import SlicePrediction, SlicePrompt
+
+#: logit written outside the crop when a zoomed prediction is pasted back
+_OUTSIDE_LOGIT = -20.0
+
+
+def is_box_only(prompt: SlicePrompt) -> bool:
+    """A box with no clicks and no previous logits (the bundled model's own prompt)."""
+    return (
+        prompt.box_yxyx is not None
+        and len(prompt.points_yx) == 0
+        and prompt.prev_logits_lowres is None
+    )
+
+
+class ClickEngine(SamEngine):
+    """Engine protocol implementation: LiteMedSAM + a trained click decoder.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The bundled LiteMedSAM (image encoder, prompt encoder, mask decoder).
+    config : ModelConfig
+        Its configuration (stretch resize).
+    click_decoder : ClickDecoder
+    zoom_in : bool
+        Predict corrections on a crop around the object (module docstring).
+    **kwargs
+        ``device``, ``cache_bytes``, ``name`` as for :class:`SamEngine`.
+    """
+
+    def __init__(
+        self, model, config, click_decoder: ClickDecoder, zoom_in: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(model, config, **kwargs)
+        self.needs_box = False  # clicks alone segment: the capability the dock reads
+        self.click_decoder = click_decoder.to(self.device).eval()
+        self.zoom_in = bool(zoom_in) and self.spec.resize == RESIZE_STRETCH
+        self._zoom_lock = threading.Lock()
+        # cache key -> (crop, returned full-frame logits, crop-frame logits)
+        self._zoom_state: dict[Hashable, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _decode_clicks(self, embedding: torch.Tensor, prompt: SlicePrompt, hw) -> tuple:
+        points, boxes, masks, _ = prompt_tensors(
+            prompt, hw, self.image_size, self.device, self.spec.resize, self.lowres_side, False
+        )
+        with torch.inference_mode(), self._lock:
+            lowres, iou = self.click_decoder(embedding, points, boxes, masks)
+        return lowres[0, 0].float().cpu().numpy().copy(), float(iou[0, 0])
+
+    def predict(
+        self, image_yx: np.ndarray, prompt: SlicePrompt, cache_key: Hashable | None = None
+    ) -> SlicePrediction:
+        """Segment one object on one slice (see :meth:`SamEngine.predict`).
+
+        Box-only prompts give the bundled model's mask exactly; any prompt with
+        clicks or previous logits runs the click decoder, zoomed in when
+        ``zoom_in`` is on and the slice already has a prediction.
+        """
+        if len(prompt.points_yx) == 0 and prompt.prev_logits_lowres is None:
+            return super().predict(image_yx, prompt, cache_key)  # a box alone, or empty
+        image = as_slice_yx(image_yx)
+        hw = image.shape
+        if self.zoom_in and prompt.prev_logits_lowres is not None:
+            zoomed = self._predict_zoomed(image, prompt, cache_key)
+            if zoomed is not None:
+                return zoomed
+        logits, score = self._decode_clicks(self._embedding(image, cache_key), prompt, hw)
+        mask_yx = lowres_logits_to_slice(logits, hw, self.image_size, self.spec.resize) > 0
+        return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
+
+    def _crop_prev_logits(self, prompt: SlicePrompt, crop, hw, cache_key) -> np.ndarray:
+        side = self.lowres_side
+        with self._zoom_lock:
+            state = self._zoom_state.get(cache_key)
+        if state is not None and np.array_equal(state[0], crop):
+            if np.array_equal(state[1], prompt.prev_logits_lowres):
+                return state[2]
+        full = lowres_logits_to_slice(prompt.prev_logits_lowres, hw, self.image_size, RESIZE_STRETCH)
+        y0, x0, y1, x1 = (int(v) for v in crop)
+        return resize_bilinear(full[y0:y1, x0:x1], (side, side)).astype(np.float32)
+
+    def _predict_zoomed(
+        self, image: np.ndarray, prompt: SlicePrompt, cache_key: Hashable | None
+    ) -> SlicePrediction | None:
+        hw = image.shape
+        prev_full = lowres_logits_to_slice(
+            prompt.prev_logits_lowres, hw, self.image_size, RESIZE_STRETCH
+        )
+        region = zoom.region_yxyx(prev_full > 0, prompt.points_yx)
+        if region is None:
+            return None
+        if prompt.box_yxyx is not None:
+            box = np.asarray(prompt.box_yxyx, np.float64)
+            region = np.concatenate([np.minimum(region[:2], box[:2]), np.maximum(region[2:], box[2:])])
+        with self._zoom_lock:
+            state = self._zoom_state.get(cache_key)
+        crop = zoom.keep_or_new_crop(None if state is None else state[0], region, hw)
+        if not zoom.worth_zooming(crop, hw):
+            return None
+        y0, x0, y1, x1 = (int(v) for v in crop)
+        crop_image = np.ascontiguousarray(image[y0:y1, x0:x1])
+        crop_key = None if cache_key is None else (cache_key, "zoom", y0, x0, y1, x1)
+        crop_prompt = SlicePrompt(
+            points_yx=zoom.points_to_crop(prompt.points_yx, crop),
+            point_labels=np.asarray(prompt.point_labels),
+            box_yxyx=zoom.box_to_crop(prompt.box_yxyx, crop),
+            prev_logits_lowres=self._crop_prev_logits(prompt, crop, hw, cache_key),
+        )
+        crop_hw = crop_image.shape
+        crop_logits, score = self._decode_clicks(
+            self._embedding(crop_image, crop_key), crop_prompt, crop_hw
+        )
+        crop_up = lowres_logits_to_slice(crop_logits, crop_hw, self.image_size, RESIZE_STRETCH)
+        full_logits = zoom.paste_crop(crop_up, crop, hw, _OUTSIDE_LOGIT)
+        side = self.lowres_side
+        lowres_full = resize_bilinear(full_logits, (side, side)).astype(np.float32)
+        if cache_key is not None:
+            with self._zoom_lock:
+                self._zoom_state[cache_key] = (crop, lowres_full, crop_logits)
+        return SlicePrediction(mask_yx=full_logits > 0, logits_lowres=lowres_full, score=score)
+
+    def clear_cache(self) -> None:
+        """Forget every cached embedding and zoom crop."""
+        super().clear_cache()
+        with self._zoom_lock:
+            self._zoom_state.clear()
