@@ -33,7 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--per-volume", type=int, nargs=2, metavar=("AXIAL", "OTHER"),
                        help="slices per volume on the slice axis and on the two others")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--backend", choices=("auto", "torch"), default="auto")
+    build.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
     train = sub.add_parser("train", help="train the click decoder")
     train.add_argument("--store", required=True)
     train.add_argument("--heldout-store", help="store of held-out volumes for the quick check")

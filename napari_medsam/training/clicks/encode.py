@@ -1,59 +1,19 @@
 """The image encoder used to embed training slices: the app's preprocessing, fast runtime.
 
 Slices are preprocessed exactly as the app's engine does
-(:func:`napari_medsam.model.preprocess.preprocess_slices`). The encoder runs on
-OpenVINO (bf16 where the CPU has it) when installed, else on torch with bf16
-autocast on CPUs that support it, else fp32.
+(:func:`napari_medsam.model.preprocess.preprocess_slices`) and embedded by the app's
+backend (:func:`napari_medsam.model.backends.make_image_encoder`: OpenVINO bf16 where
+the CPU has it, else torch).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 
+from napari_medsam.model.backends import make_image_encoder
 from napari_medsam.model.preprocess import preprocess_slices
-
-logger = logging.getLogger(__name__)
-
-
-def _torch_encoder(engine) -> Callable[[torch.Tensor], np.ndarray]:
-    encoder = engine.model.image_encoder.eval()
-
-    @torch.inference_mode()
-    def run(batch: torch.Tensor) -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=batch.device.type == "cpu"):
-            return encoder(batch).float().cpu().numpy()
-
-    return run
-
-
-def _openvino_encoder(engine) -> Callable[[torch.Tensor], np.ndarray] | None:
-    try:
-        from napari_medsam.model.backends import make_image_encoder  # the app's fast backend
-    except ImportError:
-        make_image_encoder = None
-    if make_image_encoder is not None:
-        fast = make_image_encoder(engine, backend="auto")
-
-        def run_backend(batch: torch.Tensor) -> np.ndarray:
-            return np.asarray(fast(batch))
-
-        return run_backend
-    try:
-        import openvino as ov
-    except ImportError:
-        return None
-    encoder = engine.model.image_encoder.eval()  # weights already loaded: safe to trace
-    model = ov.convert_model(encoder, example_input=torch.zeros(1, 3, 256, 256))
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
-
-    def run(batch: torch.Tensor) -> np.ndarray:
-        return np.concatenate([compiled(batch[i : i + 1].numpy())[0] for i in range(len(batch))])
-
-    return run
 
 
 def training_encoder(engine, backend: str = "auto") -> Callable[[Sequence[np.ndarray]], np.ndarray]:
@@ -62,16 +22,14 @@ def training_encoder(engine, backend: str = "auto") -> Callable[[Sequence[np.nda
     Parameters
     ----------
     engine : SamEngine
-        Supplies the model, its input spec and device.
-    backend : {"auto", "torch"}
-        "auto" uses the fast CPU runtime when it is installed.
+        Supplies the model (weights loaded), its input spec and device.
+    backend : {"auto", "torch", "openvino"}
+        As for :func:`make_image_encoder`.
     """
-    run = _openvino_encoder(engine) if backend == "auto" else None
-    if run is None:
-        run = _torch_encoder(engine)
-    logger.info("training encoder: %s", "fast runtime" if backend == "auto" else "torch")
+    encode = make_image_encoder(engine, backend=backend)
 
-    def encode(images: Sequence[np.ndarray]) -> np.ndarray:
-        return run(preprocess_slices(images, engine.spec, engine.device))
+    def run(images: Sequence[np.ndarray]) -> np.ndarray:
+        batch = preprocess_slices(images, engine.spec, engine.device)
+        return np.asarray(encode(batch.cpu().numpy()), np.float32)
 
-    return encode
+    return run
