@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -52,6 +53,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--no-hyp-adapter", action="store_true", help="ablation: plain adapter")
     train.add_argument("--no-disk-maps", action="store_true", help="ablation: no disk maps")
     train.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    train.add_argument("--first-click-fraction", type=float, default=0.0,
+                       help="share of click starts trained with no corrective round")
+    train.add_argument("--first-click-multimask", action="store_true",
+                       help="a single click gets SAM's 3 outputs, the best by the IoU head "
+                            "(switches it on for a --warm-start that lacks it)")
     train.add_argument("--threads", type=int, help="torch CPU threads")
     parser.set_defaults(func=run)
     return parser
@@ -91,8 +97,12 @@ def _train(args) -> int:
     torch.manual_seed(args.seed)
     store = SliceStore(args.store)
     engine = load_engine("litemedsam", device="cpu")
-    config = ClickConfig(hyp_adapter=not args.no_hyp_adapter, disk_maps=not args.no_disk_maps)
+    config = ClickConfig(hyp_adapter=not args.no_hyp_adapter, disk_maps=not args.no_disk_maps,
+                         first_click_multimask=args.first_click_multimask)
     decoder = new_or_warm_decoder(engine.model, config, args.warm_start)
+    if args.first_click_multimask and not decoder.config.first_click_multimask:
+        # the outputs exist in every SAM decoder: switching the choice on loses nothing
+        decoder.config = dataclasses.replace(decoder.config, first_click_multimask=True)
     if decoder.config != config:
         raise ValueError(f"--warm-start has config {decoder.config}, asked for {config}")
     train_records = [i for i, m in enumerate(store.meta) if m["split"] == "train"]
@@ -101,7 +111,8 @@ def _train(args) -> int:
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size,
                              max_rounds=args.max_rounds, bf16=not args.fp32, seed=args.seed,
                              schedule_steps=args.schedule_steps, lr_new=args.lr,
-                             lr_pretrained=args.lr_pretrained)
+                             lr_pretrained=args.lr_pretrained,
+                             first_click_fraction=args.first_click_fraction)
     trainer = Trainer(engine.model, decoder, store, train_records, settings)
     trainer.sampler.superpixel_fraction = args.superpixel_fraction
     evaluate = None

@@ -47,12 +47,18 @@ class ClickConfig:
         The disk-map / previous-mask stem as a dense prompt.
     adapter_ratio : float
         Hidden width of the adapters as a fraction of the token width.
+    first_click_multimask : bool
+        SAM's answer to an ambiguous single click: a prompt that is one positive
+        click alone (no box, no previous mask) gets SAM's 3 multimask outputs,
+        and the one the IoU head scores highest is returned. Every other prompt
+        gets the single output.
     """
 
     backbone: str = "litemedsam"
     hyp_adapter: bool = True
     disk_maps: bool = True
     adapter_ratio: float = 0.25
+    first_click_multimask: bool = False
 
 
 class LayerNorm2d(nn.Module):
@@ -125,6 +131,47 @@ def disk_maps(
     return torch.stack([pos, neg], dim=1).float()
 
 
+def single_click_rows(
+    points: tuple[Tensor, Tensor] | None, boxes: Tensor | None, mask_inputs: Tensor | None
+) -> Tensor | None:
+    """(B,) bool: the prompts that are one positive click alone; None when there are none.
+
+    Parameters
+    ----------
+    points : tuple of Tensor or None
+        ((B, N, 2) coordinates, (B, N) labels 1/0/-1 padding).
+    boxes, mask_inputs : Tensor or None
+        A box or a previous mask makes every row a non-single prompt.
+    """
+    if points is None or boxes is not None or mask_inputs is not None:
+        return None
+    labels = points[1]
+    rows = ((labels >= 0).sum(1) == 1) & ((labels == 1).sum(1) == 1)
+    return rows if bool(rows.any()) else None
+
+
+def choose_outputs(
+    logits_all: Tensor, iou_all: Tensor, single: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """(B, 1, H, W) logits and (B, 1) IoU: the best multimask output for single-click rows.
+
+    Parameters
+    ----------
+    logits_all : Tensor
+        (B, 4, H, W): the single output, then the 3 multimask outputs.
+    iou_all : Tensor
+        (B, 4) predicted IoU of each.
+    single : Tensor or None
+        (B,) bool rows that take the multimask choice.
+    """
+    pick = torch.zeros(logits_all.shape[0], dtype=torch.long, device=logits_all.device)
+    if single is not None:
+        best = iou_all[:, 1:].argmax(1) + 1
+        pick = torch.where(single.to(pick.device), best, pick)
+    rows = torch.arange(logits_all.shape[0], device=logits_all.device)
+    return logits_all[rows, pick][:, None], iou_all[rows, pick][:, None]
+
+
 class ClickDecoder(nn.Module):
     """Trainable prompt encoder + Med-SA mask decoder + click-map stem (module docstring).
 
@@ -181,6 +228,22 @@ class ClickDecoder(nn.Module):
         iou : Tensor
             (B, 1) predicted IoU.
         """
+        if not self.config.first_click_multimask:
+            return self._decode(image_embeddings, points, boxes, mask_inputs, False)
+        logits_all, iou_all = self.forward_all(image_embeddings, points, boxes, mask_inputs)
+        return choose_outputs(logits_all, iou_all, single_click_rows(points, boxes, mask_inputs))
+
+    def forward_all(
+        self,
+        image_embeddings: Tensor,
+        points: tuple[Tensor, Tensor] | None,
+        boxes: Tensor | None = None,
+        mask_inputs: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """All 4 outputs, (B, 4, 4h, 4w) logits and (B, 4) IoU: single one first (training)."""
+        return self._decode(image_embeddings, points, boxes, mask_inputs, None)
+
+    def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask):
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
         if self.click_stem is not None:
             side = self.input_side
@@ -204,5 +267,5 @@ class ClickDecoder(nn.Module):
             image_pe=self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=False,
+            multimask_output=multimask,
         )

@@ -144,7 +144,7 @@ class MedSAMaskDecoder(nn.Module):
         image_pe: Tensor,
         sparse_prompt_embeddings: Tensor,
         dense_prompt_embeddings: Tensor,
-        multimask_output: bool,
+        multimask_output: bool | None,
     ) -> tuple[Tensor, Tensor]:
         """SAM's decoder interface.
 
@@ -158,13 +158,14 @@ class MedSAMaskDecoder(nn.Module):
             (B, N, C).
         dense_prompt_embeddings : Tensor
             (B, C, h, w).
-        multimask_output : bool
-            Return the 3 multimask outputs instead of the single one.
+        multimask_output : bool or None
+            Return the 3 multimask outputs instead of the single one; None
+            returns all 4 (the single one first).
 
         Returns
         -------
         masks : Tensor
-            (B, M, 4h, 4w) low-resolution logits, M = 3 or 1.
+            (B, M, 4h, 4w) low-resolution logits, M = 3, 1 or 4.
         iou_pred : Tensor
             (B, M).
         """
@@ -193,5 +194,7 @@ class MedSAMaskDecoder(nn.Module):
         masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
         iou_pred = self.iou_prediction_head(iou_token_out)
 
+        if multimask_output is None:
+            return masks, iou_pred
         sel = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sel, :, :], iou_pred[:, sel]

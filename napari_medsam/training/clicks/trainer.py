@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from napari_medsam.model.click.checkpoint import click_decoder_from, save_click_decoder
-from napari_medsam.model.click.decoder import ClickConfig, ClickDecoder
+from napari_medsam.model.click.decoder import ClickConfig, ClickDecoder, single_click_rows
 from napari_medsam.model.checkpoints import read_state_dict
 from napari_medsam.training.clicks import rounds
 from napari_medsam.training.clicks.sampler import CaseSampler
@@ -48,6 +48,7 @@ class TrainSettings:
     seed: int = 0
     save_every: int = 100
     schedule_steps: int | None = None
+    first_click_fraction: float = 0.0
 
 
 def _new_part(name: str) -> bool:
@@ -135,6 +136,8 @@ class Trainer:
             rounds.feed_back(cases, prev)
         weights = s.round_decay ** np.arange(s.max_rounds + 1)
         n = int(self.rng.choice(len(weights), p=weights / weights.sum()))
+        if start == "click" and self.rng.random() < s.first_click_fraction:
+            n = 0  # train the first click itself more often (Dice@1)
         self.decoder.eval()
         with torch.no_grad():
             for _ in range(n):
@@ -152,10 +155,13 @@ class Trainer:
         for group, base in zip(self.optimizer.param_groups, (s.lr_new, s.lr_pretrained), strict=True):
             group["lr"] = base * lr_factor(self.step, s.schedule_steps or s.steps)
         gt = rounds.targets(cases)
-        logits, iou_pred = self._decode(emb, cases, prev)
-        true_iou = rounds.iou_of(logits.detach(), gt)
-        seg = segmentation_loss(logits, gt)
-        iou_loss = ((iou_pred[:, 0] - true_iou) ** 2).mean()
+        if self.decoder.config.first_click_multimask:
+            seg, iou_loss, true_iou = self._multimask_loss(emb, cases, prev, gt)
+        else:
+            logits, iou_pred = self._decode(emb, cases, prev)
+            true_iou = rounds.iou_of(logits.detach(), gt)
+            seg = segmentation_loss(logits, gt)
+            iou_loss = ((iou_pred[:, 0] - true_iou) ** 2).mean()
         loss = seg + s.iou_weight * iou_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -165,6 +171,33 @@ class Trainer:
         return {"step": self.step, "start": start, "loss": float(loss.detach()),
                 "seg": float(seg.detach()), "iou_loss": float(iou_loss.detach()), "iou": float(true_iou.mean()),
                 "clicks": float(np.mean([len(c.points_yx) for c in cases]))}
+
+    def _multimask_loss(self, emb, cases, prev, gt):
+        """SAM's ambiguity-aware loss: single-click rows learn from their best of 3 outputs.
+
+        Other rows train the single output. The IoU head learns every output it is
+        asked to rank. Returns (segmentation loss, IoU loss, (B,) IoU of the output
+        each row would return).
+        """
+        points = rounds.point_tensors(cases, self.rng)
+        boxes = rounds.box_tensor(cases)
+        with self._autocast():
+            logits_all, iou_all = self.decoder.forward_all(emb, points, boxes, prev)
+        logits_all, iou_all = logits_all.float(), iou_all.float()
+        single = single_click_rows(points, boxes, prev)
+        seg_terms, iou_terms, chosen = [], [], []
+        for row in range(logits_all.shape[0]):
+            outputs = range(1, 4) if single is not None and bool(single[row]) else range(0, 1)
+            target = gt[row : row + 1]
+            losses = torch.stack([segmentation_loss(logits_all[row : row + 1, k : k + 1], target)
+                                  for k in outputs])
+            ious = torch.stack([rounds.iou_of(logits_all[row : row + 1, k : k + 1].detach(), target)[0]
+                                for k in outputs])
+            seg_terms.append(losses.min())
+            predicted = iou_all[row, list(outputs)]
+            iou_terms.append(((predicted - ious) ** 2).mean())
+            chosen.append(ious[int(predicted.detach().argmax())])
+        return torch.stack(seg_terms).mean(), torch.stack(iou_terms).mean(), torch.stack(chosen)
 
     def fit(self, out: Path, log_path: Path, card: dict, evaluate=None, eval_every: int = 120):
         """Train ``settings.steps`` steps, saving to ``out`` and logging JSON lines."""
