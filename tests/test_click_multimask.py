@@ -102,3 +102,33 @@ def test_multimask_training_step_trains_the_multimask_outputs(plain, tmp_path):
     assert grads[0] > 0  # the two-click row trains the single output
     assert sum(grads[1:]) > 0  # the lone click trains (the best of) the multimask outputs
     assert dataclasses.asdict(decoder.config)["first_click_multimask"] is True
+
+
+def test_averaging_click_checkpoints_means_their_weights(plain, tmp_path):
+    from napari_medsam.cli import main
+    from napari_medsam.model.checkpoints import read_state_dict
+    from napari_medsam.model.click.checkpoint import click_decoder_from, save_click_decoder
+    from napari_medsam.training.clicks.average import average_click_decoders
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        dec = ClickDecoder(plain.model.prompt_encoder, plain.model.mask_decoder, ClickConfig())
+        with torch.no_grad():
+            for p in dec.click_stem.parameters():
+                p.normal_()
+        paths.append(save_click_decoder(dec, plain.model, tmp_path / f"s{seed}.pt", {"steps_done": seed}))
+    mean, cards = average_click_decoders(paths, plain.model, first_click_multimask=True)
+    a, b = (click_decoder_from(read_state_dict(p), plain.model) for p in paths)
+    w = "click_stem.layers.0.weight"
+    expected = ((a.state_dict()[w] + b.state_dict()[w]) / 2)
+    assert torch.allclose(mean.state_dict()[w], expected, atol=1e-6)
+    assert mean.config.first_click_multimask and [c["steps_done"] for c in cards] == [0, 1]
+    # the command writes a loadable checkpoint, and never over one of its inputs
+    assert main(["train-clicks", "average", *map(str, paths), "--out", str(tmp_path / "m.pt"),
+                 "--first-click-multimask", "on"]) == 0
+    loaded = click_decoder_from(read_state_dict(tmp_path / "m.pt"), plain.model)
+    assert loaded.config.first_click_multimask
+    assert torch.allclose(loaded.state_dict()[w].float(), expected.half().float(), atol=1e-3)
+    assert main(["train-clicks", "average", *map(str, paths), "--out", str(paths[0])]) != 0
+    assert read_state_dict(paths[0])["card"]["steps_done"] == 0

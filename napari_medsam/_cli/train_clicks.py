@@ -59,6 +59,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="a single click gets SAM's 3 outputs, the best by the IoU head "
                             "(switches it on for a --warm-start that lacks it)")
     train.add_argument("--threads", type=int, help="torch CPU threads")
+    average = sub.add_parser("average", help="average the snapshots of one run (SWA-style)")
+    average.add_argument("checkpoints", nargs="+", help="click checkpoints of one run")
+    average.add_argument("--out", required=True, help="click checkpoint to write (atomically)")
+    average.add_argument("--first-click-multimask", choices=("on", "off"),
+                         help="set the single-click rule of the result (default: as trained)")
     parser.set_defaults(func=run)
     return parser
 
@@ -140,5 +145,25 @@ def _train(args) -> int:
     return 0
 
 
+def _average(args) -> int:
+    from napari_medsam.io.atomic import check_output_path
+    from napari_medsam.model.click.checkpoint import save_click_decoder
+    from napari_medsam.model.engine import load_engine
+    from napari_medsam.training.clicks.average import average_click_decoders
+
+    out = Path(args.out)
+    check_output_path(out, "--out", args.checkpoints, suffixes=(".pt", ".pth"))
+    engine = load_engine("litemedsam", device="cpu")
+    rule = None if args.first_click_multimask is None else args.first_click_multimask == "on"
+    decoder, cards = average_click_decoders(args.checkpoints, engine.model, rule)
+    card = dict(cards[-1], averaged=[
+        {"path": str(p), "steps_done": c.get("steps_done")} for p, c in zip(args.checkpoints, cards, strict=True)
+    ])
+    save_click_decoder(decoder, engine.model, out, card)
+    print(json.dumps({"out": str(out), "averaged": len(cards)}))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    return _build(args) if args.action == "build" else _train(args)
+    actions = {"build": _build, "train": _train, "average": _average}
+    return actions[args.action](args)
