@@ -132,3 +132,30 @@ def test_averaging_click_checkpoints_means_their_weights(plain, tmp_path):
     assert torch.allclose(loaded.state_dict()[w].float(), expected.half().float(), atol=1e-3)
     assert main(["train-clicks", "average", *map(str, paths), "--out", str(paths[0])]) != 0
     assert read_state_dict(paths[0])["card"]["steps_done"] == 0
+
+
+def test_fit_keeps_a_snapshot_per_save_when_asked(plain, tmp_path):
+    from types import SimpleNamespace
+
+    from napari_medsam.model.click.checkpoint import click_decoder_from
+    from napari_medsam.model.checkpoints import read_state_dict
+    from napari_medsam.training.clicks.trainer import Trainer, TrainSettings, snapshot_path
+
+    trainer = Trainer.__new__(Trainer)  # the loop alone: each step only counts
+    trainer.decoder = ClickDecoder(plain.model.prompt_encoder, plain.model.mask_decoder, ClickConfig())
+    trainer.backbone, trainer.step = plain.model, 0
+    trainer.store = SimpleNamespace(count=1, capacity=1)
+    trainer.settings = TrainSettings(steps=5, save_every=2, keep_snapshots=True)
+
+    def one_step():
+        trainer.step += 1
+        return {"step": trainer.step}
+
+    trainer.train_step = one_step
+    out = tmp_path / "click.pt"
+    trainer.fit(out, tmp_path / "log.jsonl", {})
+    kept = sorted(p.name for p in tmp_path.glob("click_step*.pt"))
+    assert kept == ["click_step00002.pt", "click_step00004.pt", "click_step00005.pt"]
+    assert snapshot_path(out, 4) == tmp_path / "click_step00004.pt"
+    assert read_state_dict(snapshot_path(out, 2))["card"]["steps_done"] == 2
+    click_decoder_from(read_state_dict(out), plain.model)  # the last save loads

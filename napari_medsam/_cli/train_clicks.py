@@ -59,6 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="a single click gets SAM's 3 outputs, the best by the IoU head "
                             "(switches it on for a --warm-start that lacks it)")
     train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--keep-snapshots", action="store_true",
+                       help="also keep every saved step as OUT_stepNNNNN.pt (for `average`)")
     average = sub.add_parser("average", help="average the snapshots of one run (SWA-style)")
     average.add_argument("checkpoints", nargs="+", help="click checkpoints of one run")
     average.add_argument("--out", required=True, help="click checkpoint to write (atomically)")
@@ -117,7 +119,8 @@ def _train(args) -> int:
                              max_rounds=args.max_rounds, bf16=not args.fp32, seed=args.seed,
                              schedule_steps=args.schedule_steps, lr_new=args.lr,
                              lr_pretrained=args.lr_pretrained,
-                             first_click_fraction=args.first_click_fraction)
+                             first_click_fraction=args.first_click_fraction,
+                             keep_snapshots=args.keep_snapshots)
     trainer = Trainer(engine.model, decoder, store, train_records, settings)
     trainer.sampler.superpixel_fraction = args.superpixel_fraction
     evaluate = None

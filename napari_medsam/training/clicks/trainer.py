@@ -49,6 +49,7 @@ class TrainSettings:
     save_every: int = 100
     schedule_steps: int | None = None
     first_click_fraction: float = 0.0
+    keep_snapshots: bool = False
 
 
 def _new_part(name: str) -> bool:
@@ -216,6 +217,8 @@ class Trainer:
                 log.flush()
                 if self.step % s.save_every == 0 or self.step == s.steps:
                     self.save(out, card, time.time() - t0)
+                    if s.keep_snapshots:
+                        self.save(snapshot_path(out, self.step), card, time.time() - t0)
         return self.step
 
     def _refresh_records(self) -> None:
@@ -228,6 +231,12 @@ class Trainer:
         full = dict(card, settings=asdict(self.settings), steps_done=self.step,
                     train_seconds=round(seconds, 1))
         return save_click_decoder(self.decoder, self.backbone, out, full)
+
+
+def snapshot_path(out: str | Path, step: int) -> Path:
+    """Where the step-``step`` snapshot of a run writing ``out`` goes (``click_step00500.pt``)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_step{step:05d}{out.suffix}")
 
 
 def new_or_warm_decoder(backbone: nn.Module, config: ClickConfig, warm_start: str | Path | None):
