@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_medsam._cli.segment import slice_prompts
+from napari_medsam._cli.segment_prompts import slice_prompts
 from napari_medsam.cli import build_parser, main
 from napari_medsam.evaluation.fakes import OracleEngine
 from napari_medsam.io.nifti import load_nifti

@@ -27,88 +27,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
-from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-from napari_medsam._cli.backend_args import add_backend_args, engine_options
-from napari_medsam.tasks.propagate import DEFAULT_STOP_SCORE
+from napari_medsam._cli.backend_args import engine_options
+from napari_medsam._cli.segment_args import add_segment_arguments, plain_help
+from napari_medsam._cli.segment_prompts import load_negative_labels, slice_prompts
 
 logger = logging.getLogger(__name__)
-
-
-def _ints(text: str, n: int, what: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != n:
-        raise argparse.ArgumentTypeError(f"{what} needs {n} comma-separated integers, got {text!r}")
-    return values
-
-
-def _box(text: str) -> tuple[int, ...]:
-    return _ints(text, 5, "--box i0,j0,i1,j1,k")
-
-
-def _point(text: str) -> tuple[int, ...]:
-    return _ints(text, 3, "a point i,j,k")
-
-
-def _box_zyx(text: str) -> tuple[int, ...]:
-    return _ints(text, 5, "--box-zyx z,y0,x0,y1,x1")
-
-
-def _point_zyx(text: str) -> tuple[int, ...]:
-    return _ints(text, 3, "a display point z,y,x")
-
-
-def plain_help(text: str) -> str:
-    """Docstring markup (``code``, :func:`name`) as plain text for ``--help``."""
-    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
-    return text.replace("``", "")
-
-
-def _window(text: str) -> tuple[float, float]:
-    try:
-        level, width = (float(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--window needs LEVEL,WIDTH, got {text!r}") from None
-    return level, width
-
-
-def _score(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--stop-score needs a number in [0, 1], got {text!r}")
-    return value
-
-
-def _overlap(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--stop-overlap needs a number in [0, 1], got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--slab-depth needs an integer >= 1, got {text!r}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -119,136 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("scan", type=Path,
-                        help="input scan: .nii(.gz), .nrrd, .mha/.mhd or a DICOM series folder")  # fmt: skip
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output labels: .nii.gz, .nrrd, .mha, or a new folder (DICOM series); "
-                             "its folder must exist")  # fmt: skip
-    parser.add_argument("--box", type=_box, action="append", default=[], metavar="I0,J0,I1,J1,K",
-                        help="box corners on slice K (repeatable)")  # fmt: skip
-    parser.add_argument("--point", type=_point, action="append", default=[], metavar="I,J,K",
-                        help="positive click (repeatable)")  # fmt: skip
-    parser.add_argument("--neg-point", type=_point, action="append", default=[], metavar="I,J,K",
-                        help="negative click (repeatable)")  # fmt: skip
-    parser.add_argument("--box-zyx", type=_box_zyx, action="append", default=[],
-                        metavar="Z,Y0,X0,Y1,X1",
-                        help="box in display voxels (as the app's status bar shows them)")  # fmt: skip
-    parser.add_argument("--point-zyx", type=_point_zyx, action="append", default=[],
-                        metavar="Z,Y,X", help="positive click in display voxels")  # fmt: skip
-    parser.add_argument("--neg-point-zyx", type=_point_zyx, action="append", default=[],
-                        metavar="Z,Y,X", help="negative click in display voxels")  # fmt: skip
-    parser.add_argument("--label", type=int, default=1, help="label value to write (default 1)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="model checkpoint (default: bundled LiteMedSAM)")  # fmt: skip
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument(
-        "--zoom",
-        choices=("on", "off"),
-        default="off",
-        help="click model: predict corrections on a crop around the object (default off)",
-    )
-    add_backend_args(parser)
-    parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",
-                        help="intensity window (default: CT 40,400 or MR percentiles)")  # fmt: skip
-    parser.add_argument("--propagate", action="store_true",
-                        help="propagate the object from the prompted slices through the volume")  # fmt: skip
-    parser.add_argument("--stop-score", type=_score, default=None, metavar="IOU",
-                        help="with --propagate: stop where the predicted IoU falls below this "
-                             f"(default: the measured rule, {DEFAULT_STOP_SCORE} or relative to "
-                             "the prompted slice's score)")  # fmt: skip
-    parser.add_argument("--stop-overlap", type=_overlap, default=None, metavar="IOU",
-                        help="with --propagate: stop where the IoU with the previous slice's mask "
-                             "falls below this (default: fitted to the slice spacing and the "
-                             "object's size; 0 = off)")  # fmt: skip
-    parser.add_argument("--mask-prompt", choices=("none", "logits", "binary"), default=None,
-                        help="with --propagate: the previous slice's mask as the model's dense "
-                             "prompt besides its box (default: the model's own choice)")  # fmt: skip
-    parser.add_argument("--between", choices=("fill", "propagate", "keep"), default=None,
-                        help="with --propagate and boxes on several slices: fill the slices "
-                             "between them (interpolation refined by the model), propagate "
-                             "from both, or leave them (default: the app's policy)")  # fmt: skip
-    parser.add_argument("--slab-depth", type=_positive, default=None, metavar="D",
-                        help="with --propagate and an SD-Trans Med-SA model: slices per model call "
-                             "(default: the model's depth; 1 = slice by slice)")  # fmt: skip
-    parser.add_argument("--negatives-from", type=Path, default=None, metavar="LABELS",
-                        help="label file on the scan's grid: its objects other than --label "
-                             "become negative clicks inside the boxes")  # fmt: skip
+    add_segment_arguments(parser)
     parser.set_defaults(func=run)
     return parser
-
-
-def _check_inside(
-    ijk: tuple[int, ...], file_shape: tuple[int, ...], what: str, frame: str = "file"
-) -> None:
-    for axis, (v, n) in enumerate(zip(ijk, file_shape, strict=True)):
-        if not 0 <= v < n:
-            raise ValueError(
-                f"{what} {','.join(map(str, ijk))} lies outside the volume: index {v} on "
-                f"{frame} axis {axis} must be in [0, {n - 1}] ({frame} shape {tuple(file_shape)})"
-            )
-
-
-def slice_prompts(args: argparse.Namespace, metadata: dict):
-    """Group the command-line prompts by display slice.
-
-    Returns
-    -------
-    dict
-        z -> {"points_yx": list, "labels": list, "boxes_yxyx": list}, all in the
-        display (z, y, x) frame of :func:`napari_medsam.io.nifti.load_nifti`.
-    """
-    from napari_medsam.io.orientation import file_ijk_to_zyx, slice_axis_of_file
-
-    file_shape = tuple(int(s) for s in metadata["file_shape"])
-    k_axis = slice_axis_of_file(metadata)
-    in_plane = [a for a in range(3) if a != k_axis]
-    per_slice: dict[int, dict[str, list]] = defaultdict(
-        lambda: {"points_yx": [], "labels": [], "boxes_yxyx": []}
-    )
-    for clicks, label, flag in ((args.point, 1, "--point"), (args.neg_point, 0, "--neg-point")):
-        for ijk in clicks:
-            _check_inside(ijk, file_shape, flag)
-            z, y, x = (int(v) for v in file_ijk_to_zyx(np.array(ijk), metadata))
-            per_slice[z]["points_yx"].append((y, x))
-            per_slice[z]["labels"].append(label)
-    for i0, j0, i1, j1, k in args.box:
-        if i0 == i1 or j0 == j1:
-            raise ValueError(
-                f"--box {i0},{j0},{i1},{j1},{k} has zero size (its corners share a row or a "
-                "column): give two opposite corners of the object's box"
-            )
-        corners_zyx = []
-        for a, b in ((i0, j0), (i1, j1)):
-            ijk = [0, 0, 0]
-            ijk[in_plane[0]], ijk[in_plane[1]], ijk[k_axis] = a, b, k
-            _check_inside(tuple(ijk), file_shape, "--box corner")
-            corners_zyx.append(file_ijk_to_zyx(np.array(ijk), metadata))
-        (z, y0, x0), (_, y1, x1) = corners_zyx
-        per_slice[int(z)]["boxes_yxyx"].append((min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
-    _display_prompts(args, metadata, per_slice)
-    return dict(per_slice)
-
-
-def _display_prompts(args: argparse.Namespace, metadata: dict, per_slice) -> None:
-    """Add ``--box-zyx`` / ``--point-zyx`` / ``--neg-point-zyx`` (display voxels) to ``per_slice``."""
-    from napari_medsam.io.orientation import transformed_shape
-
-    shape_zyx = transformed_shape(
-        tuple(int(s) for s in metadata["file_shape"]), np.asarray(metadata["ornt"])
-    )
-    clicks = (
-        (getattr(args, "point_zyx", []), 1, "--point-zyx"),
-        (getattr(args, "neg_point_zyx", []), 0, "--neg-point-zyx"),
-    )
-    for points, label, flag in clicks:
-        for zyx in points:
-            _check_inside(zyx, shape_zyx, flag, frame="display")
-            per_slice[zyx[0]]["points_yx"].append((zyx[1], zyx[2]))
-            per_slice[zyx[0]]["labels"].append(label)
-    for z, y0, x0, y1, x1 in getattr(args, "box_zyx", []):
-        for corner in ((z, y0, x0), (z, y1, x1)):
-            _check_inside(corner, shape_zyx, "--box-zyx corner", frame="display")
-        per_slice[z]["boxes_yxyx"].append((min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)))
 
 
 def check_slice_content(raw_yx: np.ndarray, image_yx: np.ndarray, z: int, window) -> None:
@@ -275,32 +75,6 @@ def check_slice_content(raw_yx: np.ndarray, image_yx: np.ndarray, z: int, window
     if not finite.all():
         print(f"warning: slice {z}: {int((~finite).sum())} voxels are NaN or infinite "
               "(shown as the window's low end)", file=sys.stderr)  # fmt: skip
-
-
-def load_negative_labels(path: Path, volume) -> np.ndarray:
-    """Read a label file for ``--negatives-from``: (Z, Y, X) integers on the scan's display grid.
-
-    Raises
-    ------
-    ValueError
-        The file is not on the scan's grid (shape or affine) or holds non-integer values.
-    """
-    from napari_medsam.io.volumes import load_volume
-
-    labels = load_volume(path)
-    if tuple(labels.file_shape) != tuple(volume.file_shape):
-        raise ValueError(
-            f"--negatives-from {path.name}: not on the scan's grid (file shape "
-            f"{tuple(labels.file_shape)}, the scan's {tuple(volume.file_shape)})"
-        )
-    if not np.allclose(labels.affine_ras, volume.affine_ras, atol=1e-3):
-        raise ValueError(f"--negatives-from {path.name}: not on the scan's grid (another affine)")
-    data = np.asarray(labels.data_zyx)
-    if not np.issubdtype(data.dtype, np.integer):
-        if not np.array_equal(data, np.round(data)):
-            raise ValueError(f"--negatives-from {path.name}: label values must be integers")
-        data = data.astype(np.int64)
-    return data
 
 
 def propagate_seeds(
