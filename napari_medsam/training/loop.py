@@ -23,7 +23,6 @@ with the eval protocol at the end of every epoch, writes the Med-SA checkpoint
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -31,7 +30,6 @@ import time
 import numpy as np
 import torch
 
-from napari_medsam.io.atomic import atomic_write_text
 from napari_medsam.model.medsa.build import (
     backbone_spec,
     backbone_state_dict_from,
@@ -39,19 +37,17 @@ from napari_medsam.model.medsa.build import (
     count_parameters,
     medsa_train_mode,
 )
-from napari_medsam.model.medsa.checkpoint import medsa_state_dict, save_medsa
 from napari_medsam.model.medsa.config import MedSAConfig
 from napari_medsam.model.medsa.model import MedSAModel
 from napari_medsam.training import distributed
 from napari_medsam.training.cached import cache_embeddings, freeze_for_parts
-from napari_medsam.training.config import FinetuneConfig, PromptSimConfig
+from napari_medsam.training.config import FinetuneConfig
 from napari_medsam.training.data import TrainingSet, Volume, load_volume
-from napari_medsam.training.forward import PromptedMedSA, run_prompts
-from napari_medsam.training.losses import segmentation_loss
-from napari_medsam.training.precision import autocast_for as _autocast
+from napari_medsam.training.forward import PromptedMedSA
 from napari_medsam.training.precision import cpu_bf16_steps
-from napari_medsam.training.prompts_sim import add_error_click, initial_prompt
-from napari_medsam.training.state import load_state, restore_state, save_state
+from napari_medsam.training.progress import jsonable, medsa_digest, progress_bar, save_outputs
+from napari_medsam.training.state import load_state, restore_state
+from napari_medsam.training.step import train_step
 from napari_medsam.training.validate import evaluate_model, heldout_cases
 
 logger = logging.getLogger(__name__)
@@ -93,134 +89,6 @@ def training_set_for(
         other_axes=config.other_axes,
         other_axes_stride=config.other_axes_stride,
     )
-
-
-def train_step(
-    module: torch.nn.Module,
-    raw: PromptedMedSA,
-    optimizer: torch.optim.Optimizer,
-    data: TrainingSet,
-    indices: list[int],
-    rng: np.random.Generator,
-    sim: PromptSimConfig,
-    device: torch.device,
-    dice_weight: float = 1.0,
-    gamma: float = 2.0,
-    cpu_bf16: bool = False,
-) -> dict:
-    """One optimiser step on the cases ``indices`` (see the module docstring).
-
-    Parameters
-    ----------
-    module : nn.Module
-        ``raw`` or its DistributedDataParallel wrapper (the graded forward).
-    raw : PromptedMedSA
-        Used for the gradient-free iterative clicks.
-    cpu_bf16 : bool
-        Run the forward passes under bf16 autocast on the CPU (the loss is fp32).
-
-    Returns
-    -------
-    dict
-        ``loss`` (float), ``iters`` (iterative clicks run), ``clicks`` (mean
-        clicks per case in the final prompt).
-    """
-    cases = [data.cases[i] for i in indices]
-    side, resize = data.spec.side, data.spec.resize
-    single_multimask = data.spec.multimask_single_click
-    images = torch.stack([data.image(c) for c in cases]).to(device)
-    hws = [data.hw(c) for c in cases]
-    states = [initial_prompt(data.gt_yx(c), rng, sim) for c in cases]
-    n_iters = int(rng.integers(0, sim.max_iter_clicks + 1))
-    with torch.no_grad(), _autocast(device, cpu_bf16):
-        for _ in range(n_iters):
-            active = [i for i, s in enumerate(states) if s.takes_clicks]
-            if not active:
-                break
-            logits, _ = run_prompts(
-                raw,
-                images[active],
-                [states[i].slice_prompt() for i in active],
-                [hws[i] for i in active],
-                side,
-                resize=resize,
-                multimask_single_click=single_multimask,
-            )
-            logits = logits.float().cpu().numpy()
-            for j, i in enumerate(active):
-                add_error_click(states[i], logits[j], side, resize=resize)
-    targets, weights = [], []
-    for c in cases:
-        target, (h, w) = data.target(c)
-        weight = torch.zeros(target.shape)
-        weight[:h, :w] = 1.0
-        targets.append(target)
-        weights.append(weight)
-    target = torch.stack(targets).to(device)
-    weight = torch.stack(weights).to(device)
-    with _autocast(device, cpu_bf16):
-        logits, _ = run_prompts(
-            module,
-            images,
-            [s.slice_prompt() for s in states],
-            hws,
-            side,
-            resize=resize,
-            multimask_single_click=single_multimask,
-        )
-    loss = segmentation_loss(logits.float(), target, weight, dice_weight, gamma)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return {
-        "loss": float(loss.detach()),
-        "iters": n_iters,
-        "clicks": float(np.mean([len(s.points_yx) for s in states])),
-    }
-
-
-def medsa_digest(model: torch.nn.Module) -> str:
-    """Hash of the Med-SA parameters (equal on every rank when DDP keeps them in sync)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for key, value in sorted(medsa_state_dict(model).items()):
-        digest.update(key.encode())
-        digest.update(value.float().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kwargs) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    """A tqdm bar (tqdm comes with napari); a silent stand-in when disabled or missing."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is installed with napari
-        return _NoBar()
-    return tqdm(total=total, initial=initial, desc="finetune", unit="step")
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
-
-
-def _save_outputs(config, model, optimizer, step, epoch, rng, history, full) -> None:
-    save_medsa(model, config.out, full=full)
-    save_state(config.state_path, model, optimizer, step, epoch, rng, history, config.to_dict())
-    atomic_write_text(str(config.out) + ".history.json", json.dumps(history, indent=1))
 
 
 def finetune(
@@ -360,12 +228,12 @@ def _finetune(config, volumes, progress, info) -> dict:
             engine=val_engine,
         )
         medsa_train_mode(model)
-        return _jsonable(result)
+        return jsonable(result)
 
     if info.is_main and step == 0 and config.eval_before and history["val_before"] is None:
         history["val_before"] = validate()
     distributed.barrier(info)
-    bar = _progress_bar(total_steps, step, progress and info.is_main)
+    bar = progress_bar(total_steps, step, progress and info.is_main)
     last_noc = None
     cpu_bf16 = cpu_bf16_steps(config, info.device)
     history["cpu_bf16_steps"] = cpu_bf16
@@ -381,17 +249,7 @@ def _finetune(config, volumes, progress, info) -> dict:
             if not indices:
                 break
             out = train_step(
-                module,
-                raw,
-                optimizer,
-                data,
-                indices,
-                rng,
-                config.prompts,
-                info.device,
-                config.dice_weight,
-                config.focal_gamma,
-                cpu_bf16,
+                module, raw, optimizer, data, indices, rng, config, info.device, cpu_bf16
             )
             step += 1
             losses.append(out["loss"])
@@ -413,7 +271,7 @@ def _finetune(config, volumes, progress, info) -> dict:
                 bar.set_postfix(loss=f"{record['loss']:.4f}", noc90=last_noc)
             history["epochs"].append(record)
             logger.info("epoch %d: %s", epoch, {k: v for k, v in record.items() if k != "val"})
-            _save_outputs(config, model, optimizer, step, epoch, rng, history, full)
+            save_outputs(config, model, optimizer, step, epoch, rng, history, full)
         distributed.barrier(info)
     bar.close()
     model.eval()
