@@ -7,6 +7,7 @@ fits them (the lung window for the lung nodule) and its slice thickness group.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,40 @@ def load_case(case: Case):
     scan, image_zyx, labels_zyx = load_scan_and_labels(scan_path, labels_path)
     window, window_text = _choose_window(case.window, image_zyx)
     return scan, image_zyx, labels_zyx, window, window_text
+
+
+def add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    """The options both sweeps take: cases, box seed, device, checkpoint, threads, embedding cache."""
+    parser.add_argument("--cases", default="all", help="'all' or keys of propagation_cases.CASES")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the loose boxes")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", default=None, help="default: the bundled LiteMedSAM")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--embed-cache", default="/tmp/medsam-bench-embeddings",
+                        help="folder for slice embeddings kept between runs ('' = none)")  # fmt: skip
+
+
+def sweep_engine(args: argparse.Namespace):
+    """Set the thread count and load the engine of :func:`add_sweep_args`' options."""
+    from napari_medsam._cli.eval import set_threads
+
+    set_threads(args.threads)
+    return cached_engine(args.checkpoint, args.device, args.embed_cache or None)
+
+
+def loaded_cases(text: str):
+    """Yield ``(case, scan, image_zyx, labels_zyx, window, window_text, spacing_zyx_mm)``.
+
+    For each case of :func:`parse_cases` ``(text)`` whose data is present; a case
+    whose data is missing is said in one line and skipped.
+    """
+    for case in parse_cases(text):
+        loaded = load_case(case)
+        if loaded is None:
+            print(f"{case.name}: data missing, skipped")
+            continue
+        scan = loaded[0]
+        yield (case, *loaded, tuple(float(v) for v in scan.spacing_zyx_mm))
 
 
 class DiskCachedEngine:

@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from propagation_cases import THICK_MM, cached_engine, load_case, parse_cases  # noqa: E402
+from propagation_cases import THICK_MM, add_sweep_args, loaded_cases, sweep_engine  # noqa: E402
 
-from napari_medsam._cli.eval import set_threads  # noqa: E402
 from napari_medsam.evaluation.boxes import loose_box, loose_box_settings  # noqa: E402
 from napari_medsam.evaluation.protocol3d import dice3d  # noqa: E402
 from napari_medsam.tasks.fill import REFINES, fill_between  # noqa: E402
@@ -59,27 +58,15 @@ def between_dice(pred_by_z: dict, gt, a: int, b: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="all")
+    add_sweep_args(parser)
     parser.add_argument("--gap", type=int, default=6, help="slices between the two boxed slices")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--embed-cache", default="/tmp/medsam-bench-embeddings")
     args = parser.parse_args(argv)
-    set_threads(args.threads)
-    engine = cached_engine(args.checkpoint, args.device, args.embed_cache or None)
+    engine = sweep_engine(args)
     methods = ["truth anchors, interpolation", *[f"fill, refine {r}" for r in REFINES],
                "propagation from both"]  # fmt: skip
     print(f"sweep_fill: {engine.name}, gap {args.gap}, boxes {loose_box_settings(args.seed)}")
     rows = []
-    for case in parse_cases(args.cases):
-        loaded = load_case(case)
-        if loaded is None:
-            print(f"{case.name}: data missing, skipped")
-            continue
-        scan, image_zyx, labels_zyx, window, _ = loaded
-        spacing = tuple(float(v) for v in scan.spacing_zyx_mm)
+    for case, _, image_zyx, labels_zyx, window, _, spacing in loaded_cases(args.cases):
         key_prefix = ("sweep", case.scan)
         for label in case.label_ids:
             gt = labels_zyx == label

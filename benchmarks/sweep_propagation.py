@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from propagation_cases import THICK_MM, cached_engine, load_case, parse_cases  # noqa: E402
+from propagation_cases import THICK_MM, add_sweep_args, loaded_cases, sweep_engine  # noqa: E402
 
-from napari_medsam._cli.eval import set_threads  # noqa: E402
+from napari_medsam.io.atomic import atomic_write_text  # noqa: E402
 from napari_medsam.evaluation.boxes import loose_box, loose_box_settings  # noqa: E402
 from napari_medsam.prompts.geometry import box_from_mask  # noqa: E402
 from napari_medsam.tasks.propagate import DEFAULT_BOX_MARGIN, mask_iou, propagate  # noqa: E402
@@ -187,15 +187,9 @@ def print_report(records: list[dict], modes) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="all", help="'all' or keys of propagation_cases.CASES")
+    add_sweep_args(parser)
     parser.add_argument("--modes", default="none,logits,binary", help="mask prompts to record")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the loose boxes")
     parser.add_argument("--cap", type=int, default=3, help="slices recorded beyond the truth")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--checkpoint", default=None, help="default: the bundled LiteMedSAM")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--embed-cache", default="/tmp/medsam-bench-embeddings",
-                        help="folder for slice embeddings kept between runs ('' = none)")  # fmt: skip
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--replay", default=None, metavar="JSON[,JSON...]",
                         help="re-score saved runs")  # fmt: skip
@@ -206,17 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         common = [m for m in saved[0]["modes"] if all(m in s["modes"] for s in saved)]
         print_report([r for s in saved for r in s["records"]], common)
         return 0
-    set_threads(args.threads)
-    engine = cached_engine(args.checkpoint, args.device, args.embed_cache or None)
+    engine = sweep_engine(args)
     print(f"sweep_propagation: {engine.name} on {args.device}, boxes {loose_box_settings(args.seed)}")
     records = []
-    for case in parse_cases(args.cases):
-        loaded = load_case(case)
-        if loaded is None:
-            print(f"{case.name}: data missing, skipped")
-            continue
-        scan, image_zyx, labels_zyx, window, window_text = loaded
-        spacing = tuple(float(v) for v in scan.spacing_zyx_mm)
+    for case, _, image_zyx, labels_zyx, window, window_text, spacing in loaded_cases(args.cases):
         print(f"{case.name}: {image_zyx.shape}, spacing {spacing} mm, {window_text}", flush=True)
         objects = []
         for label in case.label_ids:
@@ -234,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json_path:  # after every case: a long run that is stopped keeps what it did
             out = {"engine": engine.name, "checkpoint": args.checkpoint, "modes": modes,
                    "boxes": loose_box_settings(args.seed), "cap": args.cap, "records": records}  # fmt: skip
-            tmp = Path(args.json_path + ".tmp")
-            tmp.write_text(json.dumps(out))
-            tmp.replace(args.json_path)
+            atomic_write_text(args.json_path, json.dumps(out))
             print(f"wrote {args.json_path}", flush=True)
     print_report(records, modes)
     return 0

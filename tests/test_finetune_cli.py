@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from training_fixtures import one_thread  # noqa: F401
 
 from napari_medsam.cli import main
 from napari_medsam.io.phantom import make_phantom
@@ -13,15 +14,6 @@ from napari_medsam.model.engine import load_engine
 from napari_medsam.model.medsa.build import build_medsa
 from napari_medsam.model.medsa.checkpoint import backbone_part
 from napari_medsam.model.medsa.engine import MedSAEngine
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny model gains nothing from two, and the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

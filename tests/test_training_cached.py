@@ -9,7 +9,12 @@ tests/test_training_loop.py).
 import numpy as np
 import pytest
 import torch
-from training_fixtures import backbone_path, one_thread, phantom_volume  # noqa: F401
+from training_fixtures import (  # noqa: F401
+    backbone_path,
+    one_thread,
+    phantom_volume,
+    tiny_finetune_config,
+)
 
 from napari_medsam.model.medsa.checkpoint import load_medsa
 from napari_medsam.model.medsa.config import is_medsa_key
@@ -17,7 +22,6 @@ from napari_medsam.model.medsa.encoders import MedSAViTEncoder
 from napari_medsam.model.medsa.engine import MedSAEngine
 from napari_medsam.model.prompt_inputs import prompt_tensors
 from napari_medsam.training.cached import cache_embeddings, is_decoder_medsa_key
-from napari_medsam.training.config import FinetuneConfig
 from napari_medsam.training.forward import PromptedMedSA, click_maps_batch, has_click_input
 from napari_medsam.training.loop import build_model, finetune, training_set_for
 from napari_medsam.types import SlicePrompt
@@ -40,21 +44,7 @@ def encoded_slices(monkeypatch):
 
 
 def _config(tmp_path, backbone_path, **kw):
-    base = dict(
-        data=(("unused.nii.gz", "unused.nii.gz"),),
-        out=str(tmp_path / "medsa.pt"),
-        backbone="tiny_sam",
-        backbone_checkpoint=backbone_path,
-        batch_size=4,
-        lr=1e-2,
-        device="cpu",
-        min_area=20,
-        labels=(1, 2, 6),
-        val_fraction=0.0,
-        parts="decoder",
-    )
-    base.update(kw)
-    return FinetuneConfig(**base)
+    return tiny_finetune_config(tmp_path, backbone_path, **{"parts": "decoder", **kw})
 
 
 def test_decoder_mode_trains_only_the_decoder_parts_on_embeddings_computed_once(

@@ -12,10 +12,14 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from training_fixtures import backbone_path, one_thread, phantom_volume  # noqa: F401
+from training_fixtures import (  # noqa: F401
+    backbone_path,
+    one_thread,
+    phantom_volume,
+    tiny_finetune_config,
+)
 
 from napari_medsam.model.medsa.checkpoint import load_medsa
-from napari_medsam.training.config import FinetuneConfig
 from napari_medsam.training.data import TrainingSet, split_objects
 from napari_medsam.training.loop import build_model, finetune
 from napari_medsam.training.validate import evaluate_model, heldout_cases
@@ -23,27 +27,10 @@ from napari_medsam.training.validate import evaluate_model, heldout_cases
 CPU = torch.device("cpu")
 
 
-def _config(tmp_path, backbone_path, **kw):
-    base = dict(
-        data=(("unused.nii.gz", "unused.nii.gz"),),
-        out=str(tmp_path / "medsa.pt"),
-        backbone="tiny_sam",
-        backbone_checkpoint=backbone_path,
-        batch_size=4,
-        lr=1e-2,
-        device="cpu",
-        min_area=20,
-        labels=(1, 2, 6),
-        val_fraction=0.0,
-    )
-    base.update(kw)
-    return FinetuneConfig(**base)
-
-
 def test_finetune_lowers_the_loss_and_improves_iou_after_clicks(
     tmp_path, backbone_path, phantom_volume
 ):
-    config = _config(tmp_path, backbone_path, steps=80)
+    config = tiny_finetune_config(tmp_path, backbone_path, steps=80)
     cases = heldout_cases([phantom_volume], {(0, 1), (0, 2), (0, 6)}, 20, 12, 0)
     before = evaluate_model(build_model(config), [phantom_volume], cases, CPU, 3, box=False)
     history = finetune(config, volumes=[phantom_volume], progress=False)
@@ -63,14 +50,14 @@ def test_finetune_lowers_the_loss_and_improves_iou_after_clicks(
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, backbone_path, phantom_volume):
-    straight = _config(tmp_path / "a", backbone_path, epochs=2)
+    straight = tiny_finetune_config(tmp_path / "a", backbone_path, epochs=2)
     h_straight = finetune(straight, volumes=[phantom_volume], progress=False)
     per_epoch = h_straight["steps_per_epoch"]
     assert len(h_straight["loss"]) == 2 * per_epoch
 
-    first = _config(tmp_path / "b", backbone_path, epochs=1)
+    first = tiny_finetune_config(tmp_path / "b", backbone_path, epochs=1)
     finetune(first, volumes=[phantom_volume], progress=False)
-    resumed = _config(tmp_path / "b", backbone_path, epochs=2, resume=True)
+    resumed = tiny_finetune_config(tmp_path / "b", backbone_path, epochs=2, resume=True)
     h_resumed = finetune(resumed, volumes=[phantom_volume], progress=False)
 
     # the steps after the resume are the uninterrupted run's, bit for bit
@@ -82,8 +69,10 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, backbone_path, phanto
 
 
 def test_resume_refuses_another_backbone(tmp_path, backbone_path, phantom_volume):
-    finetune(_config(tmp_path, backbone_path, steps=1), volumes=[phantom_volume], progress=False)
-    other = _config(tmp_path, None, steps=2, resume=True)  # random weights, not the saved ones
+    first = tiny_finetune_config(tmp_path, backbone_path, steps=1)
+    finetune(first, volumes=[phantom_volume], progress=False)
+    # random weights, not the saved ones
+    other = tiny_finetune_config(tmp_path, None, steps=2, resume=True)
     with pytest.raises(ValueError, match="other backbone weights"):
         finetune(other, volumes=[phantom_volume], progress=False)
 
@@ -102,7 +91,7 @@ def test_ddp_path_with_gloo_world_size_one(tmp_path, backbone_path, phantom_volu
         "MASTER_PORT": str(port),
     }.items():
         monkeypatch.setenv(key, value)
-    config = _config(
+    config = tiny_finetune_config(
         tmp_path, backbone_path, steps=2, val_fraction=0.34, val_cases=2, val_max_clicks=2
     )
     history = finetune(config, volumes=[phantom_volume], progress=True)  # with the tqdm bar
@@ -138,14 +127,14 @@ def test_ddp_two_gloo_processes_keep_the_medsa_parts_in_sync(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = _config(tmp_path, backbone_path, steps=2)
+    config = tiny_finetune_config(tmp_path, backbone_path, steps=2)
     results = mp.Manager().dict()
     mp.spawn(_ddp_worker, args=(port, config, phantom_volume, results), nprocs=2, join=True)
     (digest0, loss0), (digest1, loss1) = results[0], results[1]
     assert loss0 != loss1  # each rank trained on its own cases ...
     assert digest0 == digest1  # ... and DDP averaged the gradients
     fresh = finetune(
-        _config(tmp_path / "single", backbone_path, steps=1),
+        tiny_finetune_config(tmp_path / "single", backbone_path, steps=1),
         volumes=[phantom_volume],
         progress=False,
     )

@@ -11,6 +11,7 @@ import torch
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.model.medsa.build import build_medsa
 from napari_medsam.model.medsa.checkpoint import backbone_part
+from napari_medsam.training.config import FinetuneConfig
 from napari_medsam.training.data import make_volume
 
 
@@ -40,3 +41,25 @@ def backbone_path(tmp_path_factory):
 def phantom_volume():
     ph = make_phantom((8, 64, 64), (4.0, 1.0, 1.0), seed=0)
     return make_volume("phantom", ph.image_zyx, ph.labels_zyx, ph.spacing_zyx_mm)
+
+
+def tiny_finetune_config(out_dir, backbone_path, **kw) -> FinetuneConfig:
+    """A fine-tuning config on the tiny backbone and the phantom's labels 1, 2, 6 (``kw`` override).
+
+    Training data come as ``volumes=`` to ``finetune``; the checkpoint goes to
+    ``out_dir / "medsa.pt"``.
+    """
+    base = dict(
+        data=(("unused.nii.gz", "unused.nii.gz"),),
+        out=str(out_dir / "medsa.pt"),
+        backbone="tiny_sam",
+        backbone_checkpoint=backbone_path,
+        batch_size=4,
+        lr=1e-2,
+        device="cpu",
+        min_area=20,
+        labels=(1, 2, 6),
+        val_fraction=0.0,
+    )
+    base.update(kw)
+    return FinetuneConfig(**base)

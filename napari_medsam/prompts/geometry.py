@@ -34,6 +34,8 @@ Frames
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 LOWRES_SIDE = 256  # side of SAM's low-resolution mask logits (and of ``mask_input``)
@@ -200,6 +202,20 @@ def resize_bilinear(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     return (my @ image @ mx.T).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=16)
+def lowres_to_slice_matrix(n_slice: int, n_resized: int, side: int, n_lowres: int) -> np.ndarray:
+    """(n_slice, n_lowres) composed matrix along one axis: low-res -> ``side`` -> crop -> slice.
+
+    Upsampling to ``side``, keeping the first ``n_resized`` (the unpadded content)
+    and resizing to ``n_slice``, all bilinear with half-pixel centres. Cached per
+    shape (read-only), as every click on a slice of one shape needs the same one.
+    """
+    up = bilinear_matrix(side, n_lowres)[:n_resized]
+    m = bilinear_matrix(n_slice, n_resized) @ up
+    m.setflags(write=False)
+    return m
+
+
 def lowres_logits_to_slice(
     logits_lowres: np.ndarray, hw: tuple[int, int], side: int, resize: str = RESIZE_LONGEST_SIDE
 ) -> np.ndarray:
@@ -230,10 +246,8 @@ def lowres_logits_to_slice(
     if logits.ndim != 2:
         raise ValueError(f"expected 2-D low-res logits, got shape {logits.shape}")
     new_h, new_w = resized_shape(hw, side, resize)
-    up_y = bilinear_matrix(side, logits.shape[0])[:new_h]
-    up_x = bilinear_matrix(side, logits.shape[1])[:new_w]
-    my = bilinear_matrix(int(hw[0]), new_h) @ up_y
-    mx = bilinear_matrix(int(hw[1]), new_w) @ up_x
+    my = lowres_to_slice_matrix(int(hw[0]), new_h, side, logits.shape[0])
+    mx = lowres_to_slice_matrix(int(hw[1]), new_w, side, logits.shape[1])
     return (my @ logits @ mx.T).astype(np.float32)
 
 

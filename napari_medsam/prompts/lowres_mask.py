@@ -7,26 +7,16 @@ is ``logits > 0``, and each slice pixel is a convex combination (non-negative
 weights summing to 1) of a few low-res logits. So a slice pixel whose low-res
 neighbours are all <= 0 is <= 0 itself: outside the rows and columns reached
 from the positive low-res logits the mask is empty, exactly. This module
-resamples only that window, with the matrices cached per slice shape: the same
+resamples only that window, with the matrices cached per slice shape
+(:func:`~napari_medsam.prompts.geometry.lowres_to_slice_matrix`): the same
 mask, bit for bit in exact arithmetic, at a fraction of the cost.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from napari_medsam.prompts.geometry import bilinear_matrix, resized_shape
-
-
-@functools.lru_cache(maxsize=16)
-def _axis_matrix(n_slice: int, n_resized: int, side: int, n_lowres: int) -> np.ndarray:
-    """(n_slice, n_lowres) composed matrix: low-res -> side (cropped to n_resized) -> slice."""
-    up = bilinear_matrix(side, n_lowres)[:n_resized]
-    m = bilinear_matrix(n_slice, n_resized) @ up
-    m.setflags(write=False)
-    return m
+from napari_medsam.prompts.geometry import lowres_to_slice_matrix, resized_shape
 
 
 def _window(m: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, slice]:
@@ -73,8 +63,8 @@ def lowres_logits_to_mask(
         return mask
     cols_pos = np.flatnonzero(positive.any(axis=0))
     new_h, new_w = resized_shape((h, w), side, resize)
-    my = _axis_matrix(h, new_h, side, logits.shape[0])
-    mx = _axis_matrix(w, new_w, side, logits.shape[1])
+    my = lowres_to_slice_matrix(h, new_h, side, logits.shape[0])
+    mx = lowres_to_slice_matrix(w, new_w, side, logits.shape[1])
     rows, support_r = _window(my, rows_pos)
     cols, support_c = _window(mx, cols_pos)
     if rows.size == 0 or cols.size == 0:
