@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Points
 
-from napari_medsam._widget_layers import clicks_on_slice, from_image_zyx, to_image_zyx
+from napari_medsam._qt.prompt_layers import clicks_on_slice, from_image_zyx, to_image_zyx
 
 
 def _layers(n_clicks: int):

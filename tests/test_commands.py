@@ -10,7 +10,7 @@ from fakes import FakeEngine
 from napari._app_model import get_app_model
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
-from napari_medsam import _commands
+from napari_medsam._qt import commands as _commands
 
 COMMAND_ID = "napari-medsam.load_checkpoint"
 

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from app_crash_driver import labels_sha1, objects_summary, parse_change, parse_mark
 
-from napari_medsam import _widget_3d_controls
+from napari_medsam._qt import dialogs
 from napari_medsam._cli.app import build_viewer
 from napari_medsam.io.phantom import make_phantom
 
@@ -117,7 +117,7 @@ def test_sigkill_of_the_app_loses_at_most_the_last_change(
 
     asked = []
     monkeypatch.setattr(
-        _widget_3d_controls, "ask_restore", lambda parent, info: asked.append(info) or True
+        dialogs, "ask_restore", lambda parent, info: asked.append(info) or True
     )
     viewer, widget = build_viewer(scan, viewer=make_napari_viewer())  # as the app opens it
     assert len(asked) == 1, "reopening the scan must offer to restore"

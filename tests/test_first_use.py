@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fakes import FakeEngine
 
-from napari_medsam import _widget_first_use as wf
+from napari_medsam._qt import first_use as wf
 from napari_medsam._cli.app import build_viewer
-from napari_medsam._widget_cursor import voxel_text
-from napari_medsam._widget_fold import Fold
+from napari_medsam._qt.cursor import voxel_text
+from napari_medsam._qt.controls import Fold
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.model.protocol import needs_box
 from napari_medsam.model.registry import LITEMEDSAM, SAM_VIT_B

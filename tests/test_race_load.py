@@ -18,7 +18,7 @@ import pytest
 from fakes import FakeEngine
 from qtpy.QtWidgets import QApplication
 
-from napari_medsam import _widget_3d_controls
+from napari_medsam._qt import dialogs
 
 WIDGET = ("napari-medsam", "MedSAM segmentation")
 SHAPE = (12, 48, 48)
@@ -27,7 +27,7 @@ N_PROMPTS = int(os.environ.get("MEDSAM_RACE_PROMPTS", "150"))  # the issue-12 st
 
 @pytest.fixture(autouse=True)
 def never_ask(monkeypatch):
-    monkeypatch.setattr(_widget_3d_controls, "ask_restore", lambda parent, info, *a: False)
+    monkeypatch.setattr(dialogs, "ask_restore", lambda parent, info, *a: False)
 
 
 def _open(make_napari_viewer, engine):

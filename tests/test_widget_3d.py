@@ -11,7 +11,7 @@ import pytest
 from fakes import FakeEngine
 from napari.utils.key_bindings import KeyBinding
 
-from napari_medsam import _widget_3d_controls
+from napari_medsam._qt import dialogs
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.session import LabelRegistry
 
@@ -35,7 +35,7 @@ def never_ask(monkeypatch):
     """No modal dialog in tests: record restore questions, answer yes."""
     asked = []
     monkeypatch.setattr(
-        _widget_3d_controls, "ask_restore", lambda parent, info: asked.append(info) or True
+        dialogs, "ask_restore", lambda parent, info: asked.append(info) or True
     )
     return asked
 
@@ -306,7 +306,7 @@ def test_declined_restore_starts_empty(make_napari_viewer, qtbot, phantom, tmp_p
     widget.close()  # a clean exit saves too; the session stays for next time
     asked = []
     monkeypatch.setattr(
-        _widget_3d_controls, "ask_restore", lambda parent, info: asked.append(info) and False
+        dialogs, "ask_restore", lambda parent, info: asked.append(info) and False
     )
     viewer2 = make_napari_viewer()
     viewer2.open(str(path), plugin="napari-medsam")

@@ -14,8 +14,8 @@ from fakes import FakeEngine
 from napari.utils.colormaps import DirectLabelColormap, label_colormap
 from napari.utils.key_bindings import KeyBinding
 
-from napari_medsam import _widget_3d_controls
-from napari_medsam import _widget_layers as wl
+from napari_medsam._qt import dialogs
+from napari_medsam._qt import prompt_layers as wl
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.session import LabelRegistry
 from napari_medsam.session.labels import LAYER_METADATA_KEY, sidecar_paths
@@ -33,7 +33,7 @@ def phantom():
 @pytest.fixture(autouse=True)
 def never_ask(monkeypatch):
     """No modal dialog in tests: restore whenever asked."""
-    monkeypatch.setattr(_widget_3d_controls, "ask_restore", lambda parent, info: True)
+    monkeypatch.setattr(dialogs, "ask_restore", lambda parent, info: True)
 
 
 def _open(make_napari_viewer, image_zyx, engine=None, **image_kwargs):
@@ -305,7 +305,7 @@ def test_napari_save_writes_the_label_names(make_napari_viewer, qtbot, phantom, 
 def test_prompt_history_hands_over_net_changes_once():
     from napari.layers import Points
 
-    from napari_medsam._widget_3d_prompts import LABEL_KEY, ROWS_KEY, STATE_KEY, PromptHistory
+    from napari_medsam._qt.session_prompts import LABEL_KEY, ROWS_KEY, STATE_KEY, PromptHistory
     from napari_medsam.session import SessionState
     from napari_medsam.types import SlicePrompt
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fakes import FakeEngine
 
-from napari_medsam import _widget_3d_controls
+from napari_medsam._qt import dialogs
 from napari_medsam.io.phantom import make_phantom
 
 WIDGET = ("napari-medsam", "MedSAM segmentation")
@@ -27,7 +27,7 @@ def phantom():
 
 @pytest.fixture(autouse=True)
 def never_ask(monkeypatch):
-    monkeypatch.setattr(_widget_3d_controls, "ask_restore", lambda parent, info: True)
+    monkeypatch.setattr(dialogs, "ask_restore", lambda parent, info: True)
 
 
 class EmbedGate(FakeEngine):

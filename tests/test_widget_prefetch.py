@@ -7,7 +7,7 @@ import threading
 import pytest
 from fakes import FakeEngine
 
-from napari_medsam._widget import PREFETCH_DZ
+from napari_medsam._qt.dock import PREFETCH_DZ
 from napari_medsam.io.phantom import make_phantom
 
 WIDGET = ("napari-medsam", "MedSAM segmentation")

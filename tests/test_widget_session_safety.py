@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fakes import FakeEngine
 
-from napari_medsam import _widget_3d_controls, _widget_3d_files
+from napari_medsam._qt import dialogs, files
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.session.journal import SegmentWriter
 
@@ -27,8 +27,8 @@ def phantom():
 def messages(monkeypatch):
     """Every napari notification the session face raises: ("warning" | "info", text)."""
     seen = []
-    monkeypatch.setattr(_widget_3d_files, "show_warning", lambda t: seen.append(("warning", t)))
-    monkeypatch.setattr(_widget_3d_files, "show_info", lambda t: seen.append(("info", t)))
+    monkeypatch.setattr(files, "show_warning", lambda t: seen.append(("warning", t)))
+    monkeypatch.setattr(files, "show_info", lambda t: seen.append(("info", t)))
     return seen
 
 
@@ -42,7 +42,7 @@ def asked(monkeypatch):
         questions.append(restore_question(info, scan_path))
         return True
 
-    monkeypatch.setattr(_widget_3d_controls, "ask_restore", ask)
+    monkeypatch.setattr(dialogs, "ask_restore", ask)
     return questions
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from napari_medsam._workers import JobRunner
+from napari_medsam._qt.workers import JobRunner
 from napari_medsam.types import Progress
 
 

@@ -1,9 +1,13 @@
-"""Label edits on a napari Labels layer that the session's undo stack can record and replay.
+"""The labels layer: created on the image's grid, painted and undone through
+``data_setitem``, coloured and tagged by the label registry, saved as NIfTI.
 
 GUI thread only. Every edit goes through ``Labels.data_setitem`` so the display
 refreshes and napari's own per-layer history stays a true log of what changed
 (the session's :class:`~napari_medsam.session.undo.UndoStack` is the one the
-keys drive; see :mod:`napari_medsam._widget_3d`).
+keys drive; see :mod:`napari_medsam._qt.session_view`). The registry's colours make
+the layer look like the saved sidecars; its copy in the layer's metadata (key
+:data:`~napari_medsam.session.labels.LAYER_METADATA_KEY`) is what napari's own
+*File > Save Selected Layers* hands to the npe2 writer.
 """
 
 from __future__ import annotations
@@ -12,9 +16,56 @@ from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
-from napari.layers import Labels
+from napari.layers import Image, Labels
+from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap, label_colormap
 
+from napari_medsam._qt.prompt_layers import grid_kwargs
+from napari_medsam.session import LabelRegistry
+from napari_medsam.session.labels import LAYER_METADATA_KEY
 from napari_medsam.session.painting import paint_mask
+
+LABELS_DTYPE = np.uint16
+SOURCE_KEY = "napari_medsam_image"  # labels metadata: name of the image it segments
+MIN_FALLBACK_IDS = 255  # ids 1..N that keep napari's cyclic colours when not registered
+MAX_FALLBACK_IDS = 4095  # never list more than this many unregistered ids
+UNLISTED_RGBA = (0.7, 0.7, 0.7, 1.0)  # unregistered ids above the listed range still show
+
+
+def labels_name(image: Image) -> str:
+    """Name of the labels layer that belongs to ``image``."""
+    return f"{image.name} labels"
+
+
+def ensure_labels_layer(viewer, image: Image) -> Labels:
+    """Find or create the widget's labels layer for ``image``, on the image's grid.
+
+    Only a layer this widget made (``metadata[SOURCE_KEY] == image.name``) is
+    reused, so a ground-truth labels layer that happens to be called
+    ``"<image> labels"`` is never painted over. The image's metadata (affine,
+    header, orientation of the source file) is copied so that the NIfTI writer
+    saves the labels on the scan's own grid.
+    """
+    for layer in viewer.layers:
+        if (
+            isinstance(layer, Labels)
+            and layer.metadata.get(SOURCE_KEY) == image.name
+            and layer.data.shape == image.data.shape
+        ):
+            return layer
+    metadata = dict(image.metadata)
+    metadata[SOURCE_KEY] = image.name
+    return viewer.add_labels(
+        np.zeros(image.data.shape, dtype=LABELS_DTYPE),
+        name=labels_name(image),  # napari appends " [1]" if the name is taken
+        metadata=metadata,
+        opacity=0.6,
+        **grid_kwargs(image),
+    )
+
+
+def next_free_label(labels: Labels) -> int:
+    """One more than the largest label id in use (1 for an empty layer)."""
+    return int(np.max(labels.data)) + 1 if labels.data.size else 1
 
 
 class LayerArray:
@@ -142,7 +193,6 @@ def save_labels_layer(layer: Labels, registry, path: str | Path) -> Path:
     Returns the NIfTI written.
     """
     from napari_medsam.io.napari_writer import write_labels
-    from napari_medsam.session.labels import LAYER_METADATA_KEY
 
     path = str(path)
     if not path.lower().endswith((".nii", ".nii.gz")):
@@ -151,3 +201,66 @@ def save_labels_layer(layer: Labels, registry, path: str | Path) -> Path:
     metadata = {**layer.metadata, LAYER_METADATA_KEY: registry.to_dict()}
     meta = {"metadata": metadata, "scale": tuple(layer.scale), "name": layer.name}
     return Path(write_labels(path, np.asarray(layer.data), meta)[0])
+
+
+def cyclic_colors(cmap: CyclicLabelColormap, ids: np.ndarray) -> np.ndarray:
+    """(N, 4) RGBA that ``cmap`` gives label ``ids`` (N,) >= 1, ignoring any selection mode."""
+    colors = np.asarray(cmap.colors, float)
+    return colors[(np.asarray(ids, np.int64) - 1) % (len(colors) - 1) + 1]
+
+
+def registry_colormap(
+    registry: LabelRegistry, fallback: CyclicLabelColormap, max_id: int = 0
+) -> DirectLabelColormap:
+    """A direct colormap: registry colours (hidden labels transparent), else ``fallback``'s.
+
+    Parameters
+    ----------
+    registry : LabelRegistry
+    fallback : CyclicLabelColormap
+        Colours of ids 1..N that are not registered, N = ``max(255, max_id)``
+        (at most 4095); ids above get a light grey.
+    max_id : int
+        The largest id in the volume.
+    """
+    n = min(max(MIN_FALLBACK_IDS, int(max_id), *registry.ids(), 0), MAX_FALLBACK_IDS)
+    ids = np.arange(1, n + 1)
+    color_dict: dict = {None: UNLISTED_RGBA, 0: (0.0, 0.0, 0.0, 0.0)}
+    color_dict.update(zip(ids.tolist(), cyclic_colors(fallback, ids), strict=True))
+    for info in registry:
+        alpha = 1.0 if info.visible else 0.0
+        color_dict[info.id] = (*(c / 255.0 for c in info.color), alpha)
+    return DirectLabelColormap(color_dict=color_dict)
+
+
+class RegistryOnLayer:
+    """Keeps a labels layer's colours and metadata in step with a registry."""
+
+    def __init__(self) -> None:
+        self._layer_id: object = None
+        self._shown: dict | None = None
+        self._fallback: CyclicLabelColormap | None = None
+
+    def show(self, layer: Labels, registry: LabelRegistry) -> bool:
+        """Apply ``registry`` to ``layer`` if it (or the layer) changed; True if applied."""
+        record = registry.to_dict()
+        layer_id = getattr(layer, "unique_id", id(layer))
+        if layer_id != self._layer_id:
+            self._layer_id, self._shown, self._fallback = layer_id, None, None
+        elif record == self._shown:
+            return False
+        self._shown = record
+        layer.metadata[LAYER_METADATA_KEY] = record
+        if isinstance(layer.colormap, CyclicLabelColormap):  # napari's (or the user's shuffle)
+            self._fallback = layer.colormap
+        fallback = self._fallback or label_colormap(49, 0.5, background_value=0)
+        if not len(registry):
+            if not isinstance(layer.colormap, CyclicLabelColormap):
+                layer.colormap = fallback
+            return True
+        max_id = int(np.max(layer.data)) if np.size(layer.data) else 0
+        cmap = registry_colormap(registry, fallback, max_id)
+        cmap.use_selection = bool(layer.show_selected_label)
+        cmap.selection = int(layer.selected_label)
+        layer.colormap = cmap
+        return True

@@ -1,4 +1,4 @@
-"""Propagate, Re-propagate, Fill and their stop reports for :class:`napari_medsam._widget_3d.Session3D`.
+"""Propagate, Re-propagate, Fill and their stop reports for :class:`napari_medsam._qt.session_view.Session3D`.
 
 :class:`PropagationActions` is mixed into ``Session3D``, which provides ``w``
 (the widget), ``state``, ``controls``, ``labels``, ``image``, ``undo_stack``,

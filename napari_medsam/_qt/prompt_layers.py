@@ -1,4 +1,4 @@
-"""Layer plumbing for the MedSAM widget: prompt layers, coordinates, painting.
+"""The prompt layers of the MedSAM widget (clicks, boxes) and their coordinates.
 
 Everything here runs on the GUI thread. Prompts are read from napari layers
 and converted to the image's data frame (z, y, x voxel indices) through world
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from napari.layers import Image, Labels, Points, Shapes
+from napari.layers import Image, Points, Shapes
 
 from napari_medsam.types import SlicePrompt
 
@@ -20,13 +20,6 @@ CLICKS_NAME = "clicks"
 BOXES_NAME = "boxes"
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "red"
-LABELS_DTYPE = np.uint16
-SOURCE_KEY = "napari_medsam_image"  # labels metadata: name of the image it segments
-
-
-def labels_name(image: Image) -> str:
-    """Name of the labels layer that belongs to ``image``."""
-    return f"{image.name} labels"
 
 
 def find_layer(viewer, name: str, kind: type):
@@ -37,7 +30,7 @@ def find_layer(viewer, name: str, kind: type):
     return None
 
 
-def _grid_kwargs(image: Image) -> dict:
+def grid_kwargs(image: Image) -> dict:
     """Scale/translate/rotate/shear/affine and axis names of ``image``: new layers share its grid."""
     return {
         "scale": tuple(image.scale),
@@ -50,7 +43,7 @@ def _grid_kwargs(image: Image) -> dict:
 
 
 def _match_grid(layer, image: Image) -> None:
-    for key, value in _grid_kwargs(image).items():
+    for key, value in grid_kwargs(image).items():
         setattr(layer, key, value)
 
 
@@ -68,7 +61,7 @@ def ensure_clicks_layer(viewer, image: Image) -> Points:
             face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
             border_color="white",
             size=max(3.0, 0.015 * max(image.data.shape[1:]) * float(image.scale[-1])),
-            **_grid_kwargs(image),
+            **grid_kwargs(image),
         )
     else:
         _match_grid(layer, image)
@@ -85,38 +78,11 @@ def ensure_boxes_layer(viewer, image: Image) -> Shapes:
             edge_color="yellow",
             face_color="transparent",
             edge_width=max(1.0, 0.004 * max(image.data.shape[1:]) * float(image.scale[-1])),
-            **_grid_kwargs(image),
+            **grid_kwargs(image),
         )
     else:
         _match_grid(layer, image)
     return layer
-
-
-def ensure_labels_layer(viewer, image: Image) -> Labels:
-    """Find or create the widget's labels layer for ``image``, on the image's grid.
-
-    Only a layer this widget made (``metadata[SOURCE_KEY] == image.name``) is
-    reused, so a ground-truth labels layer that happens to be called
-    ``"<image> labels"`` is never painted over. The image's metadata (affine,
-    header, orientation of the source file) is copied so that the NIfTI writer
-    saves the labels on the scan's own grid.
-    """
-    for layer in viewer.layers:
-        if (
-            isinstance(layer, Labels)
-            and layer.metadata.get(SOURCE_KEY) == image.name
-            and layer.data.shape == image.data.shape
-        ):
-            return layer
-    metadata = dict(image.metadata)
-    metadata[SOURCE_KEY] = image.name
-    return viewer.add_labels(
-        np.zeros(image.data.shape, dtype=LABELS_DTYPE),
-        name=labels_name(image),  # napari appends " [1]" if the name is taken
-        metadata=metadata,
-        opacity=0.6,
-        **_grid_kwargs(image),
-    )
 
 
 def _map_points(coords: np.ndarray, convert) -> np.ndarray:
@@ -294,50 +260,3 @@ def build_slice_prompt(
         box_yxyx=box,
         prev_logits_lowres=prev_logits_lowres,
     )
-
-
-def paint_slice_mask(labels: Labels, z: int, label: int, mask_yx: np.ndarray) -> int:
-    """Make ``mask_yx`` the voxels of ``label`` on slice ``z``, as one undo step.
-
-    The object's old voxels on the slice that the new mask leaves out are
-    cleared; voxels of other labels are never overwritten.
-
-    Parameters
-    ----------
-    labels : Labels
-        Layer with (Z, Y, X) data.
-    z : int
-        Slice index along axis 0.
-    label : int
-        Label id of the object (> 0).
-    mask_yx : np.ndarray
-        (Y, X) bool mask on the slice.
-
-    Returns
-    -------
-    int
-        Number of voxels changed.
-    """
-    current = np.asarray(labels.data[z])
-    own = current == label
-    new = np.asarray(mask_yx, dtype=bool) & ((current == 0) | own)
-    erase_y, erase_x = np.nonzero(own & ~new)
-    add_y, add_x = np.nonzero(new & ~own)
-    n = len(erase_y) + len(add_y)
-    if n == 0:
-        return 0
-    index = (
-        np.full(n, z, dtype=np.intp),
-        np.concatenate([erase_y, add_y]),
-        np.concatenate([erase_x, add_x]),
-    )
-    values = np.concatenate(
-        [np.zeros(len(erase_y), labels.data.dtype), np.full(len(add_y), label, labels.data.dtype)]
-    )
-    labels.data_setitem(index, values)
-    return n
-
-
-def next_free_label(labels: Labels) -> int:
-    """One more than the largest label id in use (1 for an empty layer)."""
-    return int(np.max(labels.data)) + 1 if labels.data.size else 1

@@ -1,6 +1,6 @@
 """The 3D workflow of the MedSAM widget: propagation, corrections, names, locks, undo, autosave.
 
-:class:`Session3D` is composed by :class:`napari_medsam._widget.MedSamWidget`
+:class:`Session3D` is composed by :class:`napari_medsam._qt.dock.MedSamWidget`
 and keeps, per scan, the Qt-free session objects of :mod:`napari_medsam.session`:
 a :class:`SessionState` (names, locks, corrected slices, prompts), an
 :class:`UndoStack` and, when the scan is a file, an :class:`Autosaver` writing
@@ -10,7 +10,7 @@ Undo policy: the session's undo stack is the one the keys drive. Ctrl+Z and
 Ctrl+Shift+Z on the clicks, boxes and labels layers are bound to it (replacing
 napari's labels-layer undo keys); a whole propagation is one step, napari
 brush strokes are steps of their own. A prompt's step also carries the clicks /
-boxes added or deleted since the step before (``_widget_3d_prompts``): undo takes
+boxes added or deleted since the step before (``session_prompts``): undo takes
 them off the prompt layers, redo puts them back, without segmenting again.
 Every edit, undo and redo included, is written through ``Labels.data_setitem``,
 so napari's per-layer history stays a true, linear log of changes: calling
@@ -26,22 +26,70 @@ import numpy as np
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
-from napari_medsam import _widget_3d_controls as dialogs
-from napari_medsam._widget_3d_controls import Session3DControls
-from napari_medsam._widget_3d_files import SessionFiles
-from napari_medsam._widget_3d_objects import ObjectNames
-from napari_medsam._widget_3d_paint import (
+from napari_medsam._qt import dialogs
+from napari_medsam._qt.files import SessionFiles
+from napari_medsam._qt.labels_layer import (
     LayerArray,
+    RegistryOnLayer,
     history_item_to_flat,
     paint_on_layer,
     revert_locked,
     save_labels_layer,
 )
-from napari_medsam._widget_3d_propagation import PropagationActions
-from napari_medsam._widget_3d_prompts import SessionPrompts
-from napari_medsam._widget_3d_registry import RegistryOnLayer
+from napari_medsam._qt.propagation import PropagationActions
+from napari_medsam._qt.session_controls import Session3DControls
+from napari_medsam._qt.session_prompts import SessionPrompts
 from napari_medsam.session import LockedLabelError, SessionState, UndoStack
 from napari_medsam.types import SliceMask
+
+
+class ObjectNames:
+    """Registry edits from the name box and the lock check of the 3D controls."""
+
+    @property
+    def label(self) -> int:
+        """The current object's label id (the widget's spin box)."""
+        return int(self.w.controls.label_spin.value())
+
+    def is_locked(self, label: int) -> bool:
+        registry = self.state.registry
+        return label in registry and registry[label].locked
+
+    def _ensure_registered(self, label: int) -> None:
+        registry = self.state.registry
+        if label not in registry:
+            name = self.controls.name_combo.currentText().strip() if label == self.label else ""
+            registry.add(name or f"label {label}", label)
+
+    def on_label_changed(self, label: int) -> None:
+        """Show the name, lock, saved prompts and undo steps of object ``label``."""
+        registry = self.state.registry
+        if label in registry:
+            name, locked = registry[label].name, registry[label].locked
+        else:
+            name, locked = f"label {label}", False  # until the user names it
+        self.controls.show_object(name, locked)
+        self.state.active_label = int(label)
+        self.prompt_layers.history.clear()  # pending changes belonged to the other object
+        if self.image is not None:  # the prompt layers show the current object's prompts
+            self.prompt_layers.draw_saved(self.state, int(label))
+        self._show_undo()  # undo / redo follow the current object
+
+    def _on_name_chosen(self, *args) -> None:
+        name = self.controls.name_combo.currentText().strip()
+        label = self.label
+        if not name or (label in self.state.registry and self.state.registry.name(label) == name):
+            return
+        if label in self.state.registry:
+            self.state.registry.rename(label, name)
+        else:
+            self.state.registry.add(name, label)
+        self._changed()
+
+    def _on_lock_toggled(self, locked: bool) -> None:
+        self._ensure_registered(self.label)
+        self.state.registry.set_locked(self.label, locked)
+        self._changed()
 
 
 def _uid(layer) -> object:

@@ -1,7 +1,7 @@
 """The MedSAM dock widget: turns layer events into jobs, paints results.
 
-Thin by design: prompt geometry and painting live in ``_widget_layers``, the
-controls in ``_widget_controls``, threading in ``_workers`` and the work in
+Thin by design: prompt geometry lives in ``prompt_layers``, painting in
+``labels_layer``, the controls in ``controls``, threading in ``workers`` and the work in
 ``tasks``. Layers change only here, on the GUI thread.
 """
 
@@ -18,14 +18,15 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from napari_medsam import _widget_first_use as wf
-from napari_medsam import _widget_images as wi
-from napari_medsam import _widget_layers as wl
-from napari_medsam._widget_3d import Session3D
-from napari_medsam._widget_controls import CURRENT_DISPLAY, Controls, window_for_preset
-from napari_medsam._widget_cursor import CursorStatus
-from napari_medsam._widget_fold import Fold
-from napari_medsam._workers import JobRunner
+from napari_medsam._qt import first_use as wf
+from napari_medsam._qt import images as wi
+from napari_medsam._qt import labels_layer as ll
+from napari_medsam._qt import prompt_layers as wl
+from napari_medsam._qt.controls import CURRENT_DISPLAY, Controls, Fold, window_for_preset
+from napari_medsam._qt.cursor import CursorStatus
+from napari_medsam._qt.dialogs import ask_checkpoint_path
+from napari_medsam._qt.session_view import Session3D
+from napari_medsam._qt.workers import JobRunner
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
 from napari_medsam.tasks.jobs import EngineLoaded, embed_job, load_job, segment_job
@@ -130,8 +131,6 @@ class MedSamWidget(QWidget):
         return self.model_runner.submit(load_job(self.holder, checkpoint, device, what))
 
     def _on_load_clicked(self) -> None:
-        from napari_medsam._commands import ask_checkpoint_path
-
         path = ask_checkpoint_path(self)
         if path is not None:
             self.load_checkpoint(path)
@@ -180,7 +179,7 @@ class MedSamWidget(QWidget):
         image = self.image
         self._ignore_layer_events = True
         try:
-            self.labels = wl.ensure_labels_layer(self.viewer, image)
+            self.labels = ll.ensure_labels_layer(self.viewer, image)
             boxes = wl.ensure_boxes_layer(self.viewer, image)
             clicks = wl.ensure_clicks_layer(self.viewer, image)
         finally:
@@ -457,7 +456,7 @@ class MedSamWidget(QWidget):
         self._logits.clear()
         self.session3d.prompt_layers.history.clear()  # the cleared prompts are no step's
         if self.labels is not None:
-            self.controls.label_spin.setValue(wl.next_free_label(self.labels))
+            self.controls.label_spin.setValue(ll.next_free_label(self.labels))
         self._update_status(f"next object: label {self.controls.label_spin.value()}")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)

@@ -14,7 +14,7 @@ import os
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from napari_medsam import _widget_layers as wl
+from napari_medsam._qt import prompt_layers as wl
 from napari_medsam.model.protocol import needs_box
 from napari_medsam.tasks.jobs import preload_job
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from napari.layers import Image, Labels
 
+from napari_medsam._qt.labels_layer import SOURCE_KEY
+
 NO_IMAGE_MESSAGE = "Open a 3D CT or MR scan (File > Open, or File > Open Sample)."
 
 
@@ -27,8 +29,6 @@ def default_image_name(viewer, names: list[str], current: str | None) -> str | N
 
 def labels_that_may_be_scans(viewer) -> list[str]:
     """Labels layers the user opened (not the widget's own): a scan the reader took for labels."""
-    from napari_medsam._widget_layers import SOURCE_KEY
-
     return [
         layer.name
         for layer in viewer.layers

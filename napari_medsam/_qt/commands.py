@@ -7,7 +7,6 @@ evaluation in this module) so that it resolves to the real class.
 """
 
 import logging
-from pathlib import Path
 
 import napari.viewer
 
@@ -15,12 +14,11 @@ logger = logging.getLogger(__name__)
 
 PLUGIN = "napari-medsam"
 WIDGET_NAME = "MedSAM segmentation"
-CHECKPOINT_FILTER = "PyTorch checkpoints (*.pth *.pt *.ckpt *.bin);;All files (*)"
 
 
 def find_widget(viewer, create: bool = True):
-    """The docked :class:`~napari_medsam._widget.MedSamWidget` (docking one if asked)."""
-    from napari_medsam._widget import MedSamWidget
+    """The docked :class:`~napari_medsam._qt.dock.MedSamWidget` (docking one if asked)."""
+    from napari_medsam._qt.dock import MedSamWidget
 
     for widget in viewer.window.dock_widgets.values():
         if isinstance(widget, MedSamWidget):
@@ -29,16 +27,6 @@ def find_widget(viewer, create: bool = True):
         return None
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET_NAME)
     return widget
-
-
-def ask_checkpoint_path(parent=None) -> str | None:
-    """Ask for a checkpoint file with a file dialog; None if cancelled."""
-    from qtpy.QtWidgets import QFileDialog
-
-    path, _ = QFileDialog.getOpenFileName(
-        parent, "Load SAM / LiteMedSAM / Med-SA checkpoint", str(Path.home()), CHECKPOINT_FILTER
-    )
-    return path or None
 
 
 def load_checkpoint(viewer: napari.viewer.Viewer, path: str | None = None):
@@ -58,6 +46,8 @@ def load_checkpoint(viewer: napari.viewer.Viewer, path: str | None = None):
         Job id of the load on the widget's model runner; None if cancelled.
     """
     if path is None:
+        from napari_medsam._qt.dialogs import ask_checkpoint_path
+
         path = ask_checkpoint_path()
         if path is None:
             return None

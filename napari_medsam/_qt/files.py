@@ -1,6 +1,6 @@
 """Where a scan's session lives: restore it on opening, autosave it on every change.
 
-Used by :class:`napari_medsam._widget_3d.Session3D`; GUI thread only (the
+Used by :class:`napari_medsam._qt.session_view.Session3D`; GUI thread only (the
 :class:`~napari_medsam.session.Autosaver` writes on its own daemon thread).
 The decisions are Qt-free (:func:`napari_medsam.session.resume.resume_session`,
 :attr:`Autosaver.health`); this face shows the questions, lines and notifications.

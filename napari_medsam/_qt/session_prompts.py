@@ -1,6 +1,6 @@
 """The prompts behind each undo step: the clicks and boxes a step added or removed.
 
-A user prompt's mask is one undo step (:class:`napari_medsam._widget_3d.Session3D`).
+A user prompt's mask is one undo step (:class:`napari_medsam._qt.session_view.Session3D`).
 Undoing it must take its click or box off the prompt layers too, and redo must put
 it back, or the next click would re-segment from a prompt the user undid.
 :class:`PromptHistory` collects what changed on the prompt layers (rows added or
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_medsam import _widget_layers as wl
+from napari_medsam._qt import prompt_layers as wl
 from napari_medsam.session import SessionState
 from napari_medsam.types import SlicePrompt
 
@@ -205,7 +205,7 @@ def draw_session_prompts(clicks, boxes, image, prompts_by_z: Mapping[int, SliceP
 
 
 class SessionPrompts:
-    """The prompt layers' share of a :class:`~napari_medsam._widget_3d.Session3D`.
+    """The prompt layers' share of a :class:`~napari_medsam._qt.session_view.Session3D`.
 
     Parameters
     ----------
