@@ -22,6 +22,8 @@ _SUBCOMMAND_MODULES = (
     "model_info",
     "finetune",
     "train_clicks",
+    "train_auto",
+    "auto",
 )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
+from napari_medsam.cli import main
 from napari_medsam.model.checkpoints import CheckpointError
 from napari_medsam.model.mipunet.checkpoint import load_auto_model, save_auto_model
 from napari_medsam.model.mipunet.geometry import (
@@ -26,7 +29,7 @@ from napari_medsam.training.mipunet.data import VOLUMES, volumes
 from napari_medsam.training.mipunet.evaluate import dice
 from napari_medsam.training.mipunet.sampler import CropSampler
 from napari_medsam.training.mipunet.trainer import TrainSettings, train_model
-from tests.mipunet_fixtures import grid_volume, synthetic_ct
+from tests.mipunet_fixtures import fake_data_root, grid_volume, synthetic_ct, write_nifti
 
 TINY = MipUNetConfig(n_views=6, features=2, base=4, levels=2, spacing_mm=3.0)
 
@@ -229,3 +232,83 @@ def test_time_budget_keeps_path_b_its_share(tmp_path, monkeypatch):
     _, card = load_auto_model(tmp_path / "m.pt")
     assert card["stopped"] == "max_minutes" and 50 <= card["steps_done"] <= 62
     assert not torch.equal(model.tune.weight, tune_before)  # path B ran: T moved
+
+
+# --- command line ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def scan_and_checkpoint(tmp_path):
+    hu, _ = synthetic_ct((10, 36, 30))
+    scan = write_nifti(tmp_path / "scan.nii.gz", hu, (2.0, 1.5, 1.5))
+    ckpt = save_auto_model(MipUNet(TINY), tmp_path / "mip.pt", {"target": "bone"})
+    return scan, ckpt
+
+
+def test_cli_auto_writes_labels_on_the_scans_grid_with_names(tmp_path, scan_and_checkpoint, capsys):
+    scan, ckpt = scan_and_checkpoint
+    before = scan.read_bytes()
+    out = tmp_path / "bone.nii.gz"
+    assert main(["auto", str(scan), "--engine", "mip-unet", "--checkpoint", str(ckpt), "--out", str(out),
+                 "--threads", "1"]) == 0  # fmt: skip
+    src, lab = nib.load(str(scan)), nib.load(str(out))
+    assert lab.shape == src.shape and np.allclose(lab.affine, src.affine)
+    assert set(np.unique(np.asarray(lab.dataobj))) <= {0, 1}
+    names = json.loads((tmp_path / "bone.labels.json").read_text())
+    assert "bone" in json.dumps(names)
+    assert scan.read_bytes() == before
+    assert "voxels of bone" in capsys.readouterr().out
+
+
+def _fails(argv, capsys, expected):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_auto_bad_inputs_lose_nothing(tmp_path, scan_and_checkpoint, capsys):
+    scan, ckpt = scan_and_checkpoint
+    before = scan.read_bytes()
+    base = ["auto", str(scan), "--engine", "mip-unet", "--checkpoint", str(ckpt)]
+    _fails([*base, "--out", str(scan)], capsys, "is also an input of this run")
+    assert scan.read_bytes() == before
+    _fails([*base, "--out", str(tmp_path / "nofolder" / "x.nii.gz")], capsys, "no such folder")
+    _fails([*base, "--out", str(tmp_path / "x.png")], capsys, "labels are saved as")
+    slice_ckpt = save_auto_model(SliceUNet(SliceUNetConfig(base=4, levels=2)), tmp_path / "s.pt")
+    wrong = ["auto", str(scan), "--engine", "mip-unet", "--checkpoint", str(slice_ckpt)]
+    _fails([*wrong, "--out", str(tmp_path / "a.nii.gz")], capsys, "not a mip-unet model")
+    mri = write_nifti(
+        tmp_path / "mri.nii.gz",
+        np.random.default_rng(0).integers(0, 255, (6, 20, 20)).astype(np.uint8),
+    )
+    bad = ["auto", str(mri), "--engine", "mip-unet", "--checkpoint", str(ckpt)]
+    _fails([*bad, "--out", str(tmp_path / "b.nii.gz")], capsys, "expects CT in Hounsfield units")
+    _fails(
+        [*base, "--out", str(tmp_path / "c.nii.gz"), "--threshold", "1.5"], capsys, "--threshold"
+    )
+    existing = tmp_path / "keep.nii.gz"
+    existing.write_bytes(b"user file")
+    _fails([*bad, "--out", str(existing)], capsys, "Hounsfield")
+    assert existing.read_bytes() == b"user file"
+    assert not (tmp_path / "a.nii.gz").exists() and not (tmp_path / "b.nii.gz").exists()
+
+
+def test_cli_train_auto_end_to_end_on_a_synthetic_data_root(tmp_path, capsys):
+    root = fake_data_root(tmp_path / "data")
+    out = tmp_path / "run" / "mip.pt"
+    out.parent.mkdir()
+    argv = ["train-auto", "--task", "mip-unet", "--data-root", str(root), "--out", str(out),
+            "--steps", "4", "--checkpoint-every", "2", "--base", "4", "--levels", "2", "--views", "4",
+            "--spacing", "4", "--crop", "6", "16", "16", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    figures = json.loads(out.with_suffix(".eval.json").read_text())
+    assert figures["volumes"][0]["name"] == "ct_dicom20" and 0.0 <= figures["mean_dice"] <= 1.0
+    card = out.with_suffix(".md").read_text()
+    assert "Apache-2.0" in card and "ct_dicom20" in card and "automatic" in card
+    _, stored = load_auto_model(out, kind="mip-unet")
+    assert stored["heldout"]["threshold_hu"] in range(50, 501, 25)
+    capsys.readouterr()
+    _fails(["train-auto", "--task", "slice-unet", "--data-root", str(root), "--out", str(out.with_name("s.pt")),
+            "--views", "4"], capsys, "mip-unet options")  # fmt: skip
+    _fails(["train-auto", "--task", "mip-unet", "--data-root", str(tmp_path / "none"), "--out", str(out)],
+           capsys, "data root not found")  # fmt: skip
