@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,18 +64,70 @@ def segments(session_dir: Path, pointer: dict) -> list[tuple[int, Path]]:
 
 
 def load_base(session_dir: Path, base: dict, pointer: dict) -> np.ndarray:
-    """The (Z, Y, X) labels of a base (zeros for a lineage's start)."""
+    """The (Z, Y, X) labels of a base (zeros for a lineage's start).
+
+    Raises
+    ------
+    OSError, ValueError
+        The snapshot is missing, or damaged (the message says how).
+    """
     shape, dtype = pointer["shape_zyx"], pointer["dtype"]
     if base["labels_file"] is None:
         return np.zeros(shape, dtype)
-    path = session_dir / base["labels_file"]
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise ValueError("damaged (not a .npz file)")
-    with np.load(path, allow_pickle=False) as npz:
-        labels_zyx = np.array(npz["labels_zyx"])
-    if labels_zyx.shape != shape or labels_zyx.dtype != dtype:
-        raise ValueError(f"holds {labels_zyx.shape} {labels_zyx.dtype}, not {shape} {dtype}")
+    path = _snapshot_path(session_dir, base)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            labels_zyx = np.array(npz["labels_zyx"])
+    except (KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"damaged ({exc})") from exc
+    _check_layout(labels_zyx.shape, labels_zyx.dtype, pointer)
     return labels_zyx
+
+
+def check_base(session_dir: Path, base: dict, pointer: dict) -> None:
+    """Check that :func:`load_base` can read a base, without keeping its labels.
+
+    Reads the snapshot's zip checksums (every byte, decompressed on the fly)
+    and the array's header, so a damaged snapshot is named before the user is
+    asked, not only once the restore fails over to an older one.
+
+    Raises
+    ------
+    OSError, ValueError
+        As :func:`load_base`.
+    """
+    if base["labels_file"] is None:
+        return
+    path = _snapshot_path(session_dir, base)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise ValueError(f"damaged (the checksum of {bad} in it fails)")
+            with zf.open("labels_zyx.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)  # fmt: skip
+                shape, _, dtype = read(f)
+    except (KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"damaged ({exc})") from exc
+    _check_layout(shape, dtype, pointer)
+
+
+def _snapshot_path(session_dir: Path, base: dict) -> Path:
+    path = session_dir / base["labels_file"]
+    if not path.is_file():
+        raise FileNotFoundError("missing")
+    if not zipfile.is_zipfile(path):
+        raise ValueError("damaged (not a .npz file)")
+    return path
+
+
+def _check_layout(shape, dtype, pointer: dict) -> None:
+    if tuple(shape) != tuple(pointer["shape_zyx"]) or np.dtype(dtype) != pointer["dtype"]:
+        raise ValueError(
+            f"holds {tuple(shape)} {np.dtype(dtype)}, not {pointer['shape_zyx']} {pointer['dtype']}"
+        )
 
 
 def _records(session_dir: Path, pointer: dict, generation: int, notes: list[str]):
@@ -165,12 +218,11 @@ def replay(session_dir: Path, pointer: dict, load_labels: bool) -> Replayed:
         try:
             if load_labels:
                 labels_zyx = load_base(session_dir, base, pointer)
-            elif base["labels_file"] is not None and not (session_dir / name).is_file():
-                raise FileNotFoundError("missing")
             else:
+                check_base(session_dir, base, pointer)
                 labels_zyx = None
             replayed = replay_journal(session_dir, pointer, base, labels_zyx)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             problems.append(f"{name}: {exc}")
             continue
         notes = list(replayed.notes)
