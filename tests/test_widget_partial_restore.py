@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from fakes import FakeEngine
 
-from napari_medsam import _widget_3d_controls
+from napari_medsam._qt import dialogs
 from napari_medsam.io.phantom import make_phantom
 
 WIDGET = ("napari-medsam", "MedSAM segmentation")
@@ -40,7 +40,7 @@ def asked(monkeypatch):
         questions.append(restore_question(info, scan_path))
         return True
 
-    monkeypatch.setattr(_widget_3d_controls, "ask_restore", ask)
+    monkeypatch.setattr(dialogs, "ask_restore", ask)
     return questions
 
 
