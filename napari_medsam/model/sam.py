@@ -14,10 +14,9 @@ from segment_anything.modeling import (
 )
 from torch import nn
 
-from napari_medsam.model.registry import ModelConfig, SamViTConfig, register_builder
+from napari_medsam.model.configs import ModelConfig, SamViTConfig
 
 
-@register_builder("sam")
 def build_sam_vit(config: ModelConfig) -> nn.Module:
     """Build a SAM with a ViT encoder, random weights, as ``segment_anything._build_sam``.
 

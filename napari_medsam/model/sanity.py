@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_medsam.model.checkpoints import CheckpointError
+from napari_medsam.model.errors import CheckpointError
 from napari_medsam.types import SlicePrompt
 
 _SHOWN = 3

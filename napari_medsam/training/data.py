@@ -26,7 +26,7 @@ from scipy.ndimage import zoom
 
 from napari_medsam.evaluation.cases import labels_present
 from napari_medsam.model.preprocess import preprocess_slices
-from napari_medsam.model.registry import InputSpec
+from napari_medsam.model.configs import InputSpec
 from napari_medsam.prompts.geometry import RESIZE_LONGEST_SIDE, resized_shape
 from napari_medsam.prompts.intensity import IntensityWindow, auto_window
 
