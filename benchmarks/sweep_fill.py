@@ -33,7 +33,8 @@ from napari_medsam.evaluation.boxes import loose_box, loose_box_settings  # noqa
 from napari_medsam.evaluation.protocol3d import dice3d  # noqa: E402
 from napari_medsam.tasks.fill import REFINES, fill_between  # noqa: E402
 from napari_medsam.tasks.propagate import propagate  # noqa: E402
-from napari_medsam.tasks.segment import slice_key, windowed_slice  # noqa: E402
+from napari_medsam.tasks.propagate_options import PropagationOptions  # noqa: E402
+from napari_medsam.tasks.segment import embed_slice, predict_slice  # noqa: E402
 from napari_medsam.types import SliceMask, SlicePrompt  # noqa: E402
 
 
@@ -78,11 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             rng = np.random.default_rng([args.seed, zlib.crc32(case.name.encode()), label, 6])
             anchors = {}
             for z in (a, b):
-                image = windowed_slice(image_zyx, z, window)
-                key = slice_key(key_prefix, z, window)
-                engine.embed(image, key)
+                embedded = embed_slice(engine, image_zyx, window, z, key_prefix)
                 box = loose_box(gt[z], rng)
-                anchors[z] = np.asarray(engine.predict(image, SlicePrompt(box_yxyx=box), key).mask_yx)
+                anchors[z] = predict_slice(engine, embedded, SlicePrompt(box_yxyx=box), label).mask_yx
             truth = {z: gt[z] for z in (a, b)}
             dices = [between_dice(_filled(None, image_zyx, window, truth, "none", key_prefix,
                                           spacing), gt, a, b)]  # fmt: skip
@@ -115,16 +114,18 @@ def _propagated_between(engine, image_zyx, window, anchors, key_prefix, spacing)
     (a, mask_a), (b, mask_b) = sorted(anchors.items())
     nearest: dict[int, tuple[int, np.ndarray]] = {}
     for z0, mask, direction in ((a, mask_a, "up"), (b, mask_b, "down")):
-        for m in propagate(engine, image_zyx, window, z0, mask, 1, 0, key_prefix,
-                           locked_zs={a, b}, locked_masks=anchors, stop_at_locked=True,
-                           direction=direction, spacing_zyx_mm=spacing):  # fmt: skip
+        options = PropagationOptions(
+            locked_zs={a, b}, locked_masks=anchors, stop_at_locked=True, direction=direction,
+            spacing_zyx_mm=spacing,
+        )  # fmt: skip
+        for m in propagate(engine, image_zyx, window, z0, mask, 1, key_prefix, options):
             if isinstance(m, SliceMask) and (m.z not in nearest or abs(m.z - z0) < nearest[m.z][0]):
                 nearest[m.z] = (abs(m.z - z0), m.mask_yx)
     return {z: mask for z, (_, mask) in nearest.items()}
 
 
 def _filled(engine, image_zyx, window, anchors, refine, key_prefix, spacing) -> dict:
-    items = fill_between(engine, image_zyx, window, anchors, 1, 0, key_prefix, refine=refine,
+    items = fill_between(engine, image_zyx, window, anchors, 1, key_prefix, refine=refine,
                          spacing_zyx_mm=spacing)  # fmt: skip
     return {m.z: m.mask_yx for m in items if isinstance(m, SliceMask)}
 

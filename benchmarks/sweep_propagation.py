@@ -43,7 +43,8 @@ from napari_medsam.io.atomic import atomic_write_text  # noqa: E402
 from napari_medsam.evaluation.boxes import loose_box, loose_box_settings  # noqa: E402
 from napari_medsam.prompts.geometry import box_from_mask  # noqa: E402
 from napari_medsam.tasks.propagate import DEFAULT_BOX_MARGIN, mask_iou, propagate  # noqa: E402
-from napari_medsam.tasks.segment import slice_key, windowed_slice  # noqa: E402
+from napari_medsam.tasks.propagate_options import PropagationOptions  # noqa: E402
+from napari_medsam.tasks.segment import embed_slice, predict_slice  # noqa: E402
 from napari_medsam.tasks.stop_rules import DEFAULT_STOP_RULE, FIXED_STOP_RULE, StopRule  # noqa: E402
 from napari_medsam.types import SliceMask, SlicePrompt  # noqa: E402
 
@@ -79,11 +80,9 @@ def record_object(engine, image_zyx, window, gt, spacing, rng, modes, cap, key_p
     z0 = int(np.argmax(areas))
     zs = np.flatnonzero(areas)
     box = loose_box(gt[z0], rng)
-    image = windowed_slice(image_zyx, z0, window)
-    key = slice_key(key_prefix, z0, window)
-    engine.embed(image, key)
-    seed = engine.predict(image, SlicePrompt(box_yxyx=box), key)
-    seed_mask = np.asarray(seed.mask_yx, bool)
+    embedded = embed_slice(engine, image_zyx, window, z0, key_prefix)
+    seed = predict_slice(engine, embedded, SlicePrompt(box_yxyx=box), label)
+    seed_mask = seed.mask_yx
     lo, hi = int(zs[0]) - cap - 1, int(zs[-1]) + cap + 1  # locked without a mask: ends there
     out = {
         "label": label, "z0": z0, "box": [float(v) for v in box],
@@ -96,12 +95,12 @@ def record_object(engine, image_zyx, window, gt, spacing, rng, modes, cap, key_p
     if not seed_mask.any():
         return out
     for mode in modes:
-        items = propagate(
-            engine, image_zyx, window, z0, seed_mask, label, 0, key_prefix,
+        options = PropagationOptions(
             locked_zs={lo, hi}, locked_masks={}, stop_score=-math.inf, stop_overlap=0.0,
             min_area=1, box_margin=DEFAULT_BOX_MARGIN, mask_prompt=mode,
             start_logits_lowres=seed.logits_lowres,
         )  # fmt: skip
+        items = propagate(engine, image_zyx, window, z0, seed_mask, label, key_prefix, options)
         masks = [m for m in items if isinstance(m, SliceMask)]
         chains = []
         for side in (lambda z: z > z0, lambda z: z < z0):

@@ -64,10 +64,11 @@ class SlicePrediction:
 class SliceMask:
     """A finished slice of one object, yielded by a task to the GUI thread.
 
+    Which request it answers is the worker runner's business (it pairs job ids
+    with results and drops stale ones), not the result's.
+
     Attributes
     ----------
-    job_id : int
-        The request this result belongs to; stale ids are dropped.
     z : int
         Slice index along axis 0 of the display array.
     label : int
@@ -80,7 +81,6 @@ class SliceMask:
         (256, 256) float32, kept so the next click can feed it back.
     """
 
-    job_id: int
     z: int
     label: int
     mask_yx: np.ndarray
@@ -94,13 +94,11 @@ class Progress:
 
     Attributes
     ----------
-    job_id : int
     done : int
     total : int
     message : str
     """
 
-    job_id: int
     done: int
     total: int
     message: str = ""
@@ -112,7 +110,6 @@ class DirectionEnd:
 
     Attributes
     ----------
-    job_id : int
     label : int
     direction : str
         ``"up"`` (increasing z, "above") or ``"down"`` (decreasing z, "below").
@@ -126,7 +123,6 @@ class DirectionEnd:
         ``"area 3 px < 5 px"``, ``"corrected slice"``, ``"end of the volume"``.
     """
 
-    job_id: int
     label: int
     direction: str
     last_z: int | None

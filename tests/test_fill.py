@@ -78,11 +78,11 @@ def test_fill_gaps_skip_locked_slices_and_adjacent_anchors():
 def test_fill_between_never_writes_locked_or_anchor_slices():
     ball = _ball()
     anchors = {4: ball[4], 10: ball[10], 16: ball[16]}
-    items = list(fill_between(None, ball.astype(np.float32), WINDOW, anchors, 3, 9,
+    items = list(fill_between(None, ball.astype(np.float32), WINDOW, anchors, 3,
                               locked_zs={7, 13}, refine="none"))  # fmt: skip
     masks = [i for i in items if isinstance(i, SliceMask)]
     assert [m.z for m in masks] == [5, 6, 8, 9, 11, 12, 14, 15]
-    assert all(m.label == 3 and m.job_id == 9 for m in masks)
+    assert all(m.label == 3 for m in masks)
     assert isinstance(items[-1], Progress) and items[-1].done == items[-1].total == 8
     pred = np.zeros_like(ball)
     for m in masks:
@@ -94,14 +94,14 @@ def test_fill_between_never_writes_locked_or_anchor_slices():
 def test_fill_skips_a_gap_whose_anchor_is_empty_and_checks_arguments():
     ball = _ball()
     anchors = {4: ball[4], 10: np.zeros_like(ball[10]), 16: ball[16]}
-    items = list(fill_between(None, ball, WINDOW, anchors, 1, 0, refine="none"))
+    items = list(fill_between(None, ball, WINDOW, anchors, 1, refine="none"))
     assert not [i for i in items if isinstance(i, SliceMask)]
     with pytest.raises(ValueError, match="refine"):
-        list(fill_between(None, ball, WINDOW, anchors, 1, 0, refine="magic"))
+        list(fill_between(None, ball, WINDOW, anchors, 1, refine="magic"))
     with pytest.raises(ValueError, match="engine"):
-        list(fill_between(None, ball, WINDOW, anchors, 1, 0, refine="box"))
+        list(fill_between(None, ball, WINDOW, anchors, 1, refine="box"))
     with pytest.raises(ValueError, match="outside"):
-        list(fill_between(None, ball, WINDOW, {40: ball[4], 1: ball[1]}, 1, 0, refine="none"))
+        list(fill_between(None, ball, WINDOW, {40: ball[4], 1: ball[1]}, 1, refine="none"))
 
 
 def test_refinement_prompts_the_model_with_the_interpolated_box():
@@ -109,7 +109,7 @@ def test_refinement_prompts_the_model_with_the_interpolated_box():
     engine = OracleEngine(ball.astype(np.uint8))
     anchors = {4: ball[4], 16: ball[16]}
     masks = [
-        i for i in fill_between(engine, ball.astype(np.float32), WINDOW, anchors, 1, 0, "vol",
+        i for i in fill_between(engine, ball.astype(np.float32), WINDOW, anchors, 1, "vol",
                                 refine="box")
         if isinstance(i, SliceMask)
     ]  # fmt: skip
@@ -126,7 +126,7 @@ def test_a_refined_mask_far_from_the_interpolation_is_not_used():
     other[np.arange(21) != 10] = ball[np.arange(21) != 10]
     engine = OracleEngine(other)
     anchors = {8: ball[8], 12: ball[12]}
-    masks = {m.z: m for m in fill_between(engine, ball.astype(np.float32), WINDOW, anchors, 1, 0,
+    masks = {m.z: m for m in fill_between(engine, ball.astype(np.float32), WINDOW, anchors, 1,
                                           "vol", refine="box") if isinstance(m, SliceMask)}  # fmt: skip
     assert masks[10].score == 1.0 and masks[10].mask_yx.sum() > 200  # kept the interpolation
     np.testing.assert_array_equal(masks[9].mask_yx, ball[9])

@@ -44,7 +44,7 @@ def test_plan_fills_gaps_and_propagates_beyond_the_outermost_corrections():
     assert plan_repropagation(10, {4, 10}, keep) == [PlannedStep("propagate", 10, None, "up", True)]
     prop = RepropagationPolicy(gaps="propagate")
     assert plan_repropagation(10, {4, 10}, prop)[1] == PlannedStep("propagate", 10, 4, "down")
-    assert DEFAULT_POLICY.to_dict() == {"gaps": "fill", "clear_past_end": False}
+    assert DEFAULT_POLICY.to_dict() == {"gaps": "fill", "clear_past_end": False, "fill_refine": "box"}
     with pytest.raises(ValueError, match="gaps"):
         RepropagationPolicy(gaps="both")
 
@@ -61,7 +61,7 @@ def test_repropagation_never_yields_a_corrected_slice(gaps):
     corrected = {5: truth[5], 9: np.zeros_like(truth[9]), 12: truth[12]}  # 9: object erased by hand
     corrected[9][10:14, 10:14] = True
     masks, _ = _run(repropagate(
-        OracleEngine(labels), labels.astype(np.float32), WINDOW, 12, corrected, 1, 0, "v",
+        OracleEngine(labels), labels.astype(np.float32), WINDOW, 12, corrected, 1, "v",
         RepropagationPolicy(gaps=gaps),
     ))  # fmt: skip
     zs = [m.z for m in masks]
@@ -76,12 +76,12 @@ def test_fill_object_fills_every_gap_and_keeps_corrected_slices():
     truth = labels == 1
     corrected = {3: truth[3], 9: truth[9], 16: truth[16]}
     masks, _ = _run(fill_object(OracleEngine(labels), labels.astype(np.float32), WINDOW,
-                                corrected, 1, 0, "v"))  # fmt: skip
+                                corrected, 1, "v"))  # fmt: skip
     assert [m.z for m in masks] == [4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15]
     for m in masks:
         np.testing.assert_array_equal(m.mask_yx, truth[m.z])
     with pytest.raises(ValueError, match="not corrected slices"):
-        list(repropagate(OracleEngine(labels), labels, WINDOW, 7, corrected, 1, 0))
+        list(repropagate(OracleEngine(labels), labels, WINDOW, 7, corrected, 1))
 
 
 def test_corrections_on_several_slices_are_spread_at_once_without_repeats():

@@ -15,6 +15,7 @@ from napari_medsam.prompts.negatives import (
 )
 from napari_medsam.tasks.propagate import propagate
 from napari_medsam.tasks.segment import segment_slice
+from napari_medsam.tasks.propagate_options import PropagationOptions
 from napari_medsam.types import SliceMask, SlicePrompt
 
 H, W = 40, 50
@@ -138,9 +139,9 @@ def test_segment_slice_adds_the_other_objects_as_negatives_only_when_asked():
     prompt = SlicePrompt(box_yxyx=np.array([6, 4, 22, 16], np.float32))
     window = IntensityWindow(0.0, 2.0)
     engine = FakeEngine(truth_zyx=labels)
-    off = list(segment_slice(engine, image, window, 1, prompt, 1, 0, "v"))[-1]
+    off = list(segment_slice(engine, image, window, 1, prompt, 1, "v"))[-1]
     on = list(
-        segment_slice(engine, image, window, 1, prompt, 1, 0, "v", negatives_from_yx=labels[1])
+        segment_slice(engine, image, window, 1, prompt, 1, "v", negatives_from_yx=labels[1])
     )[-1]
     assert isinstance(on, SliceMask) and on.mask_yx.sum() == off.mask_yx.sum() == 13 * 9
     first, second = engine.prompts
@@ -148,7 +149,7 @@ def test_segment_slice_adds_the_other_objects_as_negatives_only_when_asked():
     ((y, x),) = _negatives(second).astype(int)
     assert labels[1, y, x] == 2 and (6 <= y <= 22 and 4 <= x <= 16)
     with pytest.raises(ValueError, match="labels of shape"):
-        list(segment_slice(engine, image, window, 1, prompt, 1, 0, "v", negatives_from_yx=labels))
+        list(segment_slice(engine, image, window, 1, prompt, 1, "v", negatives_from_yx=labels))
 
 
 def test_propagate_takes_each_slices_negatives_from_the_labels_on_that_slice():
@@ -158,7 +159,7 @@ def test_propagate_takes_each_slices_negatives_from_the_labels_on_that_slice():
     items = list(
         propagate(
             engine, labels.astype(np.float32), IntensityWindow(0.0, 2.0), 3, labels[3] == 1,
-            1, 0, "v", negatives_from_zyx=snapshot,
+            1, "v", PropagationOptions(negatives_from_zyx=snapshot),
         )
     )  # fmt: skip
     assert sorted(i.z for i in items if isinstance(i, SliceMask)) == [0, 1, 2, 4, 5]
@@ -171,7 +172,7 @@ def test_propagate_takes_each_slices_negatives_from_the_labels_on_that_slice():
     with pytest.raises(ValueError, match="labels of shape"):
         next(
             propagate(
-                engine, labels, IntensityWindow(0.0, 2.0), 3, labels[3] == 1, 1, 0,
-                negatives_from_zyx=labels[:2],
+                engine, labels, IntensityWindow(0.0, 2.0), 3, labels[3] == 1, 1, None,
+                PropagationOptions(negatives_from_zyx=labels[:2]),
             )
         )  # fmt: skip

@@ -16,6 +16,7 @@ from napari_medsam.tasks.propagate import (
     prompt_from_mask,
     propagate,
 )
+from napari_medsam.tasks.propagate_options import PropagationOptions
 from napari_medsam.types import Progress, SliceMask, SlicePrediction
 
 WINDOW = IntensityWindow(0.0, 1.0)
@@ -38,7 +39,7 @@ def _blob_volume(n_z=12):
 
 def _run(engine, labels, start_z, **kw):
     image = labels.astype(np.float32)
-    items = list(propagate(engine, image, WINDOW, start_z, labels[start_z] == 1, 1, 7, "vol", **kw))
+    items = list(propagate(engine, image, WINDOW, start_z, labels[start_z] == 1, 1, "vol", PropagationOptions(**kw)))
     masks = [i for i in items if isinstance(i, SliceMask)]
     progress = [i for i in items if isinstance(i, Progress)]
     return masks, progress
@@ -73,7 +74,7 @@ def test_stops_where_the_object_ends_and_yields_one_mask_per_slice():
     assert [m.z for m in masks] == [6, 7, 8, 4, 3]  # up first, then down
     for m in masks:
         np.testing.assert_array_equal(m.mask_yx, labels[m.z] == 1)
-        assert m.label == 1 and m.job_id == 7 and m.mask_yx.dtype == bool
+        assert m.label == 1 and m.mask_yx.dtype == bool
     assert len({id(m.mask_yx) for m in masks}) == len(masks)
     # slices 9 and 2 were tried (the object vanished there), nothing beyond
     assert engine.predict_calls == 7
@@ -128,7 +129,8 @@ def test_repropagation_from_a_corrected_slice():
     labels = truth.astype(np.uint8)
     again = list(
         propagate(
-            engine, labels.astype(np.float32), WINDOW, 6, truth[6] == 1, 1, 8, "vol", locked_zs={6}
+            engine, labels.astype(np.float32), WINDOW, 6, truth[6] == 1, 1, "vol",
+            PropagationOptions(locked_zs={6}),
         )
     )
     got = {m.z: m.mask_yx for m in again if isinstance(m, SliceMask)}

@@ -23,6 +23,7 @@ def test_litemedsam_propagates_the_spleen_over_neighbouring_slices():
     from napari_medsam.model.engine import load_engine
     from napari_medsam.prompts.intensity import IntensityWindow
     from napari_medsam.tasks.propagate import propagate
+    from napari_medsam.tasks.propagate_options import PropagationOptions
     from napari_medsam.types import SliceMask
 
     image = np.asarray(load_nifti(DATA / "example_ct.nii.gz").data_zyx)
@@ -32,7 +33,8 @@ def test_litemedsam_propagates_the_spleen_over_neighbouring_slices():
     engine = load_engine(device="cpu")
     window = IntensityWindow.from_level_width(40, 400)
     items = list(
-        propagate(engine, image[lo:hi], window, z0 - lo, truth[z0], 1, 3, "spleen-test", min_area=1)
+        propagate(engine, image[lo:hi], window, z0 - lo, truth[z0], 1, "spleen-test",
+                  PropagationOptions(min_area=1))
     )
     masks = {m.z + lo: m for m in items if isinstance(m, SliceMask)}
     assert sorted(masks) == [z for z in range(lo, hi) if z != z0]

@@ -9,6 +9,7 @@ import torch
 from napari_medsam.prompts.intensity import IntensityWindow
 from napari_medsam.tasks.propagate import DEFAULT_BOX_MARGIN, propagate
 from napari_medsam.tasks.slab import engine_slab_depth, next_slab, predict_slab
+from napari_medsam.tasks.propagate_options import PropagationOptions
 from napari_medsam.types import Progress, SliceMask, SlicePrediction, SlicePrompt
 
 WINDOW = IntensityWindow(0.0, 1.0)
@@ -66,7 +67,7 @@ class SlabEngine:
 
 def _run(engine, labels, start_z, **kw):
     image = labels.astype(np.float32)
-    items = list(propagate(engine, image, WINDOW, start_z, labels[start_z] == 1, 1, 3, "v", **kw))
+    items = list(propagate(engine, image, WINDOW, start_z, labels[start_z] == 1, 1, "v", PropagationOptions(**kw)))
     return [i for i in items if isinstance(i, SliceMask)], [
         i for i in items if isinstance(i, Progress)
     ]
@@ -92,7 +93,7 @@ def test_slabs_of_depth_d_paint_every_slice_prompted_from_the_last_finished_slic
     assert engine.predicted == []  # no per-slice calls
     for m in masks:
         np.testing.assert_array_equal(m.mask_yx, labels[m.z] == 1)
-        assert m.label == 1 and m.job_id == 3 and m.logits_lowres[0, 0] == m.z
+        assert m.label == 1 and m.logits_lowres[0, 0] == m.z
     # every slice of a slab is prompted with the box of the slice finished before the slab
     for slab, source in (([6, 7, 8], 5), ([9, 10, 11], 8), ([2, 3, 4], 5), ([0, 1], 2)):
         for z in slab:
@@ -179,9 +180,9 @@ def test_fresh_medsa_slabs_equal_slice_by_slice():
             ]
         ).astype(np.float32)
         seed = volume[4] > 0.5
-        loose = {"stop_score": 0.0, "stop_overlap": 0.0, "min_area": 1}  # a random decoder
+        loose = PropagationOptions(stop_score=0.0, stop_overlap=0.0, min_area=1)  # a random decoder
         run = lambda e: [  # noqa: E731
-            i for i in propagate(e, volume, WINDOW, 4, seed, 1, 0, "v", **loose)
+            i for i in propagate(e, volume, WINDOW, 4, seed, 1, "v", loose)
             if isinstance(i, SliceMask)
         ]  # fmt: skip
         slab = run(engine)

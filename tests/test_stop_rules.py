@@ -15,6 +15,7 @@ from napari_medsam.prompts.intensity import IntensityWindow
 from napari_medsam.tasks.propagate import propagate, stop_thresholds
 from napari_medsam.tasks.propagate_prompts import mask_prompt_logits
 from napari_medsam.tasks.stop_rules import StopRule, StopThresholds, spacing_step
+from napari_medsam.tasks.propagate_options import PropagationOptions
 from napari_medsam.types import DirectionEnd, SliceMask, SlicePrediction
 
 WINDOW = IntensityWindow(0.0, 1.0)
@@ -74,7 +75,7 @@ class ShrinkingEngine:
 
 def _items(engine, n_z=21, **kw):
     image = np.zeros((n_z, 32, 32), np.float32)
-    return list(propagate(engine, image, WINDOW, 10, engine.masks[10], 1, 4, "v", **kw))
+    return list(propagate(engine, image, WINDOW, 10, engine.masks[10], 1, "v", PropagationOptions(**kw)))
 
 
 def test_each_direction_reports_where_and_why_it_stopped():
@@ -82,7 +83,7 @@ def test_each_direction_reports_where_and_why_it_stopped():
             if isinstance(i, DirectionEnd)]
     assert [e.direction for e in ends] == ["up", "down"]
     up = ends[0]
-    assert up.job_id == 4 and up.label == 1 and up.stop_z == up.last_z + 1
+    assert up.label == 1 and up.stop_z == up.last_z + 1
     assert up.reason.startswith("overlap ") and up.reason.endswith("< 0.60")
     assert up.describe() == f"stopped above slice {up.stop_z}: {up.reason}"
     assert ends[1].describe().startswith(f"stopped below slice {ends[1].stop_z}: ")
@@ -146,8 +147,9 @@ def test_sweep_replay_of_one_unstopped_run_equals_propagation_with_each_rule():
         seed = np.asarray(engine.predict(image[10], _box_prompt(obj), ("v", 10)).mask_yx)
         pred = np.zeros_like(truth)
         pred[10] = seed
-        items = propagate(ShrinkingEngine(21), image, WINDOW, 10, seed, 1, 0, "v", stop_rule=rule,
-                          spacing_zyx_mm=spacing, seed_score=obj["seed_score"], mask_prompt="none")  # fmt: skip
+        options = PropagationOptions(stop_rule=rule, spacing_zyx_mm=spacing,
+                                     seed_score=obj["seed_score"], mask_prompt="none")  # fmt: skip
+        items = propagate(ShrinkingEngine(21), image, WINDOW, 10, seed, 1, "v", options)
         masks = [m for m in items if isinstance(m, SliceMask)]
         for m in masks:
             pred[m.z] = m.mask_yx

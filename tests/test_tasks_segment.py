@@ -25,9 +25,8 @@ def _box_prompt():
 def test_segment_slice_yields_progress_then_a_copied_mask(volume):
     engine = FakeEngine()
     window = IntensityWindow(-160.0, 240.0)
-    items = list(segment_slice(engine, volume, window, 3, _box_prompt(), 7, 42, "vol"))
+    items = list(segment_slice(engine, volume, window, 3, _box_prompt(), 7, "vol"))
     assert [type(i) for i in items] == [Progress, Progress, SliceMask]
-    assert all(i.job_id == 42 for i in items)
     result = items[-1]
     assert (result.z, result.label) == (3, 7)
     assert result.mask_yx.dtype == bool and result.mask_yx.shape == (20, 24)
@@ -53,7 +52,7 @@ def test_result_is_not_a_view_of_engine_output(volume):
             return type(pred)(self.buffer, pred.logits_lowres, pred.score)
 
     engine = SharingEngine()
-    result = list(segment_slice(engine, volume, IntensityWindow(0, 1), 1, _box_prompt(), 1, 1))[-1]
+    result = list(segment_slice(engine, volume, IntensityWindow(0, 1), 1, _box_prompt(), 1))[-1]
     engine.buffer[:] = False
     assert result.mask_yx.sum() == 90
 
@@ -61,7 +60,7 @@ def test_result_is_not_a_view_of_engine_output(volume):
 def test_window_change_changes_the_cache_key(volume):
     engine = FakeEngine()
     for window in (IntensityWindow(-160, 240), IntensityWindow(-1000, 500)):
-        list(segment_slice(engine, volume, window, 0, _box_prompt(), 1, 1, "vol"))
+        list(segment_slice(engine, volume, window, 0, _box_prompt(), 1, "vol"))
     keys = [c.cache_key for c in engine.predict_calls]
     assert keys[0] != keys[1] and keys[0].z == keys[1].z == 0
 
@@ -69,14 +68,14 @@ def test_window_change_changes_the_cache_key(volume):
 def test_empty_prompt_and_bad_slice_raise(volume):
     engine = FakeEngine()
     with pytest.raises(ValueError, match="neither clicks nor a box"):
-        list(segment_slice(engine, volume, IntensityWindow(0, 1), 0, SlicePrompt(), 1, 1))
+        list(segment_slice(engine, volume, IntensityWindow(0, 1), 0, SlicePrompt(), 1))
     with pytest.raises(IndexError, match="outside the volume"):
-        list(segment_slice(engine, volume, IntensityWindow(0, 1), 5, _box_prompt(), 1, 1))
+        list(segment_slice(engine, volume, IntensityWindow(0, 1), 5, _box_prompt(), 1))
 
 
 def test_embed_slices_reports_each_slice_and_skips_outside(volume):
     engine = FakeEngine()
-    items = list(embed_slices(engine, volume, IntensityWindow(0, 100), range(-2, 4), 9, "v"))
+    items = list(embed_slices(engine, volume, IntensityWindow(0, 100), range(-2, 4), "v"))
     assert [(p.done, p.total) for p in items] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     assert [c.cache_key.z for c in engine.calls] == [0, 1, 2, 3]
     assert items[-1].message == "embedding 4/4"
@@ -123,5 +122,5 @@ def test_blank_slice_is_refused_not_given_a_plausible_mask(volume, fill):
     blank = volume.astype(np.float32)
     blank[2] = fill
     with pytest.raises(ValueError, match="blank in the intensity window"):
-        list(segment_slice(engine, blank, IntensityWindow(-160, 240), 2, _box_prompt(), 1, 1))
+        list(segment_slice(engine, blank, IntensityWindow(-160, 240), 2, _box_prompt(), 1))
     assert engine.predict_calls == []

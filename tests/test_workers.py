@@ -17,24 +17,26 @@ def runner(qtbot):
     r.cancel()
 
 
-def test_results_arrive_on_the_gui_thread_with_the_job_id(qtbot, runner):
+def test_results_arrive_on_the_gui_thread_paired_with_their_job(qtbot, runner):
     seen = []
     runner.progress.connect(
-        lambda p: seen.append(("progress", p.job_id, threading.current_thread()))
+        lambda p: seen.append(("progress", runner.job_id, threading.current_thread()))
     )
-    runner.result.connect(lambda r: seen.append(("result", r, threading.current_thread())))
+    runner.result.connect(
+        lambda r: seen.append(("result", r, runner.job_id, threading.current_thread()))
+    )
     worker_threads = []
 
-    def task(job_id):
+    def task():  # a task never sees its job id: the runner pairs them
         worker_threads.append(threading.current_thread())
-        yield Progress(job_id, 0, 1)
-        yield ("done", job_id)
+        yield Progress(0, 1)
+        yield "done"
 
     with qtbot.waitSignal(runner.finished, timeout=5000):
         job = runner.submit(task)
     assert job == 1 and not runner.busy
     main = threading.main_thread()
-    assert seen == [("progress", 1, main), ("result", ("done", 1), main)]
+    assert seen == [("progress", 1, main), ("result", "done", 1, main)]
     assert worker_threads[0] is not main
 
 
@@ -46,14 +48,14 @@ def test_a_new_job_supersedes_the_running_one(qtbot, runner):
     runner.finished.connect(finished.append)
     stopped_early = []
 
-    def slow(job_id):
+    def slow():
         started.set()
         release.wait(10)
-        yield Progress(job_id, 0, 2)  # a stopped job ends at its next yield
+        yield Progress(0, 2)  # a stopped job ends at its next yield
         stopped_early.append(False)
         yield "slow result"
 
-    def fast(job_id):
+    def fast():
         yield "fast result"
 
     first = runner.submit(slow)
@@ -68,8 +70,8 @@ def test_a_new_job_supersedes_the_running_one(qtbot, runner):
 
 
 def test_errors_of_the_current_job_become_a_signal(qtbot, runner):
-    def broken(job_id):
-        yield Progress(job_id, 0, 1)
+    def broken():
+        yield Progress(0, 1)
         raise RuntimeError("model exploded")
 
     with qtbot.waitSignal(runner.failed, timeout=5000) as blocker:
@@ -84,12 +86,12 @@ def test_errors_of_a_superseded_job_are_dropped(qtbot, runner):
     failures = []
     runner.failed.connect(lambda j, e: failures.append(j))
 
-    def broken_later(job_id):
+    def broken_later():
         release.wait(10)
         raise RuntimeError("too late")
         yield  # pragma: no cover
 
-    def fine(job_id):
+    def fine():
         yield "ok"
 
     runner.submit(broken_later)

@@ -87,6 +87,7 @@ def propagation_benchmark(engine, n_slices: int = 40) -> dict:
     from napari_medsam.io.phantom import make_phantom
     from napari_medsam.prompts.intensity import auto_window
     from napari_medsam.tasks.propagate import propagate
+    from napari_medsam.tasks.propagate_options import PropagationOptions
     from napari_medsam.types import SliceMask
 
     phantom = make_phantom(shape_zyx=(n_slices + 1, 512, 512), spacing_zyx_mm=(1.0, 0.75, 0.75))
@@ -94,11 +95,11 @@ def propagation_benchmark(engine, n_slices: int = 40) -> dict:
     z = n_slices // 2
     label = int(np.bincount(phantom.labels_zyx[z].ravel())[1:].argmax() + 1)
     seed = phantom.labels_zyx[z] == label
-    loose = {"stop_score": 0.0, "stop_overlap": 0.0, "min_area": 1}
+    loose = PropagationOptions(stop_score=0.0, stop_overlap=0.0, min_area=1)
     if hasattr(engine, "clear_cache"):
         engine.clear_cache()
     t0 = time.perf_counter()
-    items = propagate(engine, phantom.image_zyx, window, z, seed, label, 0, "bench-p", **loose)
+    items = propagate(engine, phantom.image_zyx, window, z, seed, label, "bench-p", loose)
     masks = [item for item in items if isinstance(item, SliceMask)]
     seconds = time.perf_counter() - t0
     return {

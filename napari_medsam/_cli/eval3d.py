@@ -101,7 +101,9 @@ def run_3d(args: argparse.Namespace) -> int:
         )
 
     between = getattr(args, "between", None)
-    policy = RepropagationPolicy(between or DEFAULT_POLICY.gaps, DEFAULT_POLICY.clear_past_end)
+    policy = RepropagationPolicy(
+        between or DEFAULT_POLICY.gaps, DEFAULT_POLICY.clear_past_end, DEFAULT_POLICY.fill_refine
+    )
     overrides = {
         k: getattr(args, k, None) for k in ("stop_score", "stop_overlap", "mask_prompt")
         if getattr(args, k, None) is not None

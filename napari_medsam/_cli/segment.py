@@ -115,8 +115,9 @@ def propagate_seeds(
         z -> the model's predicted IoU on a prompted slice (for the stop rule's
         score floor relative to the seed).
     **propagate_options
-        For :func:`~napari_medsam.tasks.propagate.propagate` (``stop_score``,
-        ``stop_overlap``, ``slab_depth``, ``negatives_from_zyx``, ``spacing_zyx_mm``, ...).
+        Fields of :class:`~napari_medsam.tasks.propagate_options.PropagationOptions`
+        (``stop_score``, ``stop_overlap``, ``slab_depth``, ``negatives_from_zyx``,
+        ``spacing_zyx_mm``, ...).
 
     Returns
     -------
@@ -125,6 +126,7 @@ def propagate_seeds(
     """
     from napari_medsam.session.policy import DEFAULT_POLICY, GAP_MODES
     from napari_medsam.tasks.propagate import propagate
+    from napari_medsam.tasks.propagate_options import PropagationOptions
     from napari_medsam.tasks.repropagate import fill_object
     from napari_medsam.types import DirectionEnd, SliceMask
 
@@ -136,13 +138,13 @@ def propagate_seeds(
     runs = [(z0, "both") for z0 in sorted(locked)] if gaps == "propagate" else []
     if gaps != "propagate" and locked:
         runs = [(max(locked), "up"), (min(locked), "down")]
+    options = PropagationOptions(**propagate_options)
     for z0, direction in runs:
-        items = propagate(
-            engine, volume_zyx, window, z0, locked[z0], label, job_id=0,
-            cache_key_prefix="segment-cli", locked_zs=set(locked), locked_masks=locked,
-            stop_at_locked=True, direction=direction,
-            seed_score=(seed_scores or {}).get(z0), **propagate_options,
+        run = options.replace(
+            locked_zs=set(locked), locked_masks=locked, stop_at_locked=True, direction=direction,
+            seed_score=(seed_scores or {}).get(z0),
         )  # fmt: skip
+        items = propagate(engine, volume_zyx, window, z0, locked[z0], label, "segment-cli", run)
         for item in items:
             if isinstance(item, DirectionEnd) and ends is not None:
                 ends.append(item)
@@ -151,8 +153,8 @@ def propagate_seeds(
                 if item.z not in nearest or distance < nearest[item.z][0]:
                     nearest[item.z] = (distance, item.mask_yx)
     if gaps == "fill":
-        spacing = propagate_options.get("spacing_zyx_mm")
-        for item in fill_object(engine, volume_zyx, window, locked, label, 0, "segment-cli",
+        spacing = options.spacing_zyx_mm
+        for item in fill_object(engine, volume_zyx, window, locked, label, "segment-cli",
                                 spacing_zyx_mm=spacing):  # fmt: skip
             if isinstance(item, SliceMask):
                 nearest[item.z] = (0, item.mask_yx)
@@ -165,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_medsam.io.volumes import labels_format, load_volume, save_labels
     from napari_medsam.model.engine import load_engine
     from napari_medsam.prompts.intensity import IntensityWindow, auto_window
-    from napari_medsam.prompts.negatives import with_negatives_from_labels
+    from napari_medsam.tasks.segment import embed_slice, predict_slice
     from napari_medsam.types import SlicePrompt
 
     if not (args.box or args.point or args.box_zyx or args.point_zyx):
@@ -201,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
         if not p["boxes_yxyx"] and not (point_labels == 1).any():
             raise ValueError(f"slice {z} has only negative clicks: add a --point or --box there")
         check_slice_content(volume.data_zyx[z], image_yx, z, window)
+        embedded = embed_slice(engine, volume.data_zyx, window, z, "segment-cli")
+        others_yx = None if others_zyx is None else others_zyx[z]
         # one prediction per box (SAM takes one box), clicks shared; the union is kept
         boxes = p["boxes_yxyx"] or [None]
         for box in boxes:
@@ -209,9 +213,7 @@ def run(args: argparse.Namespace) -> int:
                 point_labels=point_labels,
                 box_yxyx=None if box is None else np.array(box, np.float32),
             )
-            if others_zyx is not None:
-                prompt = with_negatives_from_labels(prompt, others_zyx[z], args.label)
-            pred = engine.predict(image_yx, prompt, cache_key=z)
+            pred = predict_slice(engine, embedded, prompt, args.label, others_yx)
             if not np.isfinite(pred.score):
                 raise ValueError(f"slice {z}: the model gave a non-finite score ({pred.score})")
             if not np.asarray(pred.mask_yx).any():

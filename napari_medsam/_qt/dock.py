@@ -362,8 +362,8 @@ class MedSamWidget(QWidget):
         return self.segment_runner.submit(task)
 
     def _on_slice_mask(self, result: SliceMask | DirectionEnd) -> None:
-        if not self.segment_runner.is_current(result.job_id) or self.labels is None:
-            return  # superseded while queued: never paint
+        if self.labels is None:
+            return  # the runner emits the current job's items only; no layer: nothing to paint
         if isinstance(result, DirectionEnd):  # where a propagation direction stopped, and why
             self.session3d.on_direction_end(result)
             return
@@ -372,7 +372,7 @@ class MedSamWidget(QWidget):
         if result.logits_lowres is not None:
             self._logits[(result.label, result.z)] = result.logits_lowres
         message = f"slice {result.z}: {int(result.mask_yx.sum())} px, score {result.score:.2f}"
-        submitted = self._submitted_at.pop(result.job_id, None)
+        submitted = self._submitted_at.pop(self.segment_runner.job_id, None)
         if submitted is not None:
             started, with_load = submitted
             self.last_latency_ms = (time.perf_counter() - started) * 1000.0

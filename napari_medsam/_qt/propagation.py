@@ -17,6 +17,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from napari_medsam.tasks.jobs import fill_job, propagate_job, repropagate_job
 from napari_medsam.tasks.propagate import DEFAULT_MIN_AREA
+from napari_medsam.tasks.propagate_options import PropagationOptions
 from napari_medsam.types import DirectionEnd
 
 
@@ -61,6 +62,15 @@ class PropagationActions:
             return False
         return True
 
+    def _options(self) -> PropagationOptions:
+        """The Advanced fold's settings, the scan's spacing and (if asked) the labels as negatives."""
+        others = self.w.controls.others_negative_check.isChecked()
+        return PropagationOptions(
+            spacing_zyx_mm=self.spacing_zyx_mm(),
+            negatives_from_zyx=np.array(self.labels.data) if others else None,  # a copy
+            **self.controls.advanced.options(),
+        )
+
     def _corrected_masks(self, label: int, extra=()) -> dict[int, np.ndarray]:
         zs = set(self.state.corrected_zs(label)) | {int(z) for z in extra}
         return {z: np.asarray(self.labels.data[z]) == label for z in sorted(zs)}
@@ -95,14 +105,13 @@ class PropagationActions:
             return None
         locked_masks = self._corrected_masks(label)
         locked_masks.pop(start_z, None)
-        others = w.controls.others_negative_check.isChecked()
-        task = propagate_job(
-            w.holder, w.image.data, w.current_window(), start_z, seed, label,
-            w._volume_key(), locked_zs=set(locked_masks), locked_masks=locked_masks,
-            clear_past_end=True, spacing_zyx_mm=self.spacing_zyx_mm(),
+        options = self._options().replace(
+            locked_zs=set(locked_masks), locked_masks=locked_masks, clear_past_end=True,
             seed_score=self._seed_scores(label).get(start_z),
-            negatives_from_zyx=np.array(self.labels.data) if others else None,  # a copy
-            **self.controls.advanced.options(),
+        )  # fmt: skip
+        task = propagate_job(
+            w.holder, w.image.data, w.current_window(), start_z, seed, label, w._volume_key(),
+            options,
         )  # fmt: skip
         return self._submit(task, label, "propagate")
 
@@ -113,14 +122,10 @@ class PropagationActions:
             empty = min(z for z in changed if np.count_nonzero(masks[z]) < DEFAULT_MIN_AREA)
             show_warning(f"MedSAM: object {label} is not on slice {empty}: segment it there first.")
             return None
-        others = w.controls.others_negative_check.isChecked()
-        advanced = self.controls.advanced
         task = repropagate_job(
             w.holder, w.image.data, w.current_window(), sorted(changed), masks, label,
-            w._volume_key(), policy=advanced.policy(), fill_refine=advanced.fill_refine(),
-            spacing_zyx_mm=self.spacing_zyx_mm(), seed_scores=self._seed_scores(label),
-            negatives_from_zyx=np.array(self.labels.data) if others else None,
-            **advanced.options(),
+            w._volume_key(), self.controls.advanced.policy(), self._options(),
+            self._seed_scores(label),
         )  # fmt: skip
         return self._submit(task, label, "propagate")
 
@@ -156,7 +161,7 @@ class PropagationActions:
 
     def on_direction_end(self, end: DirectionEnd) -> None:
         """A direction of the running propagation ended: keep it for the report."""
-        if end.job_id == self.propagation_job:
+        if self.w.segment_runner.job_id == self.propagation_job:
             self._ends.append(end)
 
     def stop_report(self) -> str:

@@ -133,7 +133,9 @@ class AdvancedPropagation(QWidget):
         return out
 
     def policy(self) -> RepropagationPolicy:
-        return RepropagationPolicy(self.gaps_combo.currentText(), DEFAULT_POLICY.clear_past_end)
+        return RepropagationPolicy(
+            self.gaps_combo.currentText(), DEFAULT_POLICY.clear_past_end, self.fill_refine()
+        )
 
     def fill_refine(self) -> str:
         return self.refine_combo.currentText()

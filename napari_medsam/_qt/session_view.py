@@ -223,7 +223,7 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         Returns False when nothing could be painted (the object is locked).
         """
         if by_user is None:
-            by_user = result.job_id != self.propagation_job
+            by_user = self.w.segment_runner.job_id != self.propagation_job
         name = f"segment slice {result.z}" if by_user else "propagate"
         return self._paint(result, by_user, name, with_prompts=by_user)
 
@@ -268,7 +268,7 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         extra = {"uncorrected": [(label, z)]} if z in self.state.corrected_zs(label) else None
         self.state.unmark_corrected(label, z)
         empty = np.zeros(self.labels.data.shape[1:], bool)
-        mask = SliceMask(-1, z, label, empty, 0.0, None)
+        mask = SliceMask(z, label, empty, 0.0, None)
         self._paint(mask, False, f"clear slice {z}", True, extra)
 
     def _on_layer_paint(self, event) -> None:

@@ -20,8 +20,9 @@ from napari_medsam.types import Progress
 
 logger = logging.getLogger(__name__)
 
-#: ``task(job_id)`` returns the generator to run on the worker thread.
-Task = Callable[[int], Iterator[object]]
+#: ``task()`` returns the generator to run on the worker thread. Tasks never see a
+#: job id: the runner pairs ids with what a worker yields (:class:`_JobRelay`).
+Task = Callable[[], Iterator[object]]
 
 
 class _Failure:
@@ -31,12 +32,12 @@ class _Failure:
         self.exc = exc
 
 
-def _drive(task: Task, job_id: int) -> Iterator[object]:
+def _drive(task: Task) -> Iterator[object]:
     # create_worker needs a generator function; the task builds its own generator.
     # Exceptions travel as items: superqt treats a RuntimeError escaping the
     # generator as "worker deleted" and only warns, and torch raises RuntimeError.
     try:
-        yield from task(job_id)
+        yield from task()
     except Exception as exc:  # noqa: BLE001 - every failure must reach the user
         yield _Failure(exc)
 
@@ -74,7 +75,8 @@ class JobRunner(QObject):
     progress(Progress)
         A :class:`~napari_medsam.types.Progress` yielded by the job.
     result(object)
-        Any other item the job yielded (e.g. a ``SliceMask``).
+        Any other item the job yielded (e.g. a ``SliceMask``); it belongs to the
+        job :attr:`job_id` names, the only one whose items get through.
     failed(int, object)
         Job id and the exception the job raised.
     finished(int)
@@ -114,7 +116,7 @@ class JobRunner(QObject):
         Parameters
         ----------
         task : callable
-            ``task(job_id)`` returning a generator; it runs on a worker thread.
+            ``task()`` returning a generator; it runs on a worker thread.
 
         Returns
         -------
@@ -126,7 +128,7 @@ class JobRunner(QObject):
         job_id = self._job_id
         relay = _JobRelay(self, job_id)
         self._relays.add(relay)
-        worker = create_worker(_drive, task, job_id, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(_drive, task, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(relay.on_yielded)
         worker.errored.connect(relay.on_errored)
         worker.finished.connect(relay.on_finished)

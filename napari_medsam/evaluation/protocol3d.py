@@ -50,7 +50,8 @@ from napari_medsam.prompts.geometry import box_from_mask
 from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
 from napari_medsam.tasks.propagate import propagate
 from napari_medsam.tasks.repropagate import repropagate
-from napari_medsam.tasks.segment import slice_key, windowed_slice
+from napari_medsam.tasks.propagate_options import PropagationOptions
+from napari_medsam.tasks.segment import embed_slice, predict_slice
 from napari_medsam.types import DirectionEnd, SliceMask, SlicePrompt
 
 BOXES = ("loose", "tight")
@@ -152,20 +153,18 @@ def evaluate_object(
         raise ValueError(f"label {label}: the truth is empty")
     if box not in BOXES:
         raise ValueError(f"box must be one of {BOXES}, got {box!r}")
-    kwargs = dict(propagate_kwargs or {})
     z0 = int(np.argmax(gt.sum(axis=(1, 2))))
     pred = np.zeros(gt.shape, bool)
     logits: dict[int, np.ndarray] = {}
     spacing = None if spacing_zyx_mm is None else tuple(float(v) for v in spacing_zyx_mm)
+    options = PropagationOptions(spacing_zyx_mm=spacing, **dict(propagate_kwargs or {}))
 
     def segment(z: int, prompt: SlicePrompt):
-        image = windowed_slice(volume_zyx, z, window)
-        key = slice_key(cache_key_prefix, z, window)
-        engine.embed(image, key)
-        out = engine.predict(image, prompt, key)
+        embedded = embed_slice(engine, volume_zyx, window, z, cache_key_prefix)
+        out = predict_slice(engine, embedded, prompt, label)
         if out.logits_lowres is not None:
-            logits[z] = np.asarray(out.logits_lowres, np.float32)
-        return np.asarray(out.mask_yx, bool), float(out.score)
+            logits[z] = out.logits_lowres
+        return out.mask_yx, out.score
 
     t0 = time.perf_counter()
     if box == "loose":
@@ -177,10 +176,9 @@ def evaluate_object(
     box_seconds = time.perf_counter() - t0
     locked = {z0: pred[z0].copy()}  # the box slice was prompted by the user
     scores = {z0: seed_score}
+    first = options.replace(seed_score=seed_score, start_logits_lowres=logits.get(z0))
     first_s, first_n, ends = _apply(pred, propagate(
-        engine, volume_zyx, window, z0, pred[z0], label, 0, cache_key_prefix,
-        spacing_zyx_mm=spacing, seed_score=seed_score, start_logits_lowres=logits.get(z0),
-        **kwargs,
+        engine, volume_zyx, window, z0, pred[z0], label, cache_key_prefix, first,
     ))  # fmt: skip
     prop_s = first_s
     reached = int(np.count_nonzero(pred.any(axis=(1, 2))))
@@ -206,8 +204,8 @@ def evaluate_object(
         pred[z], scores[z] = segment(z, prompt)
         locked[z] = pred[z].copy()
         s, _, _ = _apply(pred, repropagate(
-            engine, volume_zyx, window, z, locked, label, 0, cache_key_prefix, policy,
-            spacing_zyx_mm=spacing, seed_scores=scores, **kwargs,
+            engine, volume_zyx, window, z, locked, label, cache_key_prefix, policy, options,
+            scores,
         ))  # fmt: skip
         prop_s += s
         dices.append(dice3d(pred, gt))

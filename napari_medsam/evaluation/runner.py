@@ -52,7 +52,7 @@ def _segment(
     """Run the app's segment task to its end and return its SliceMask."""
     result = None
     for item in segment_tasks.segment_slice(
-        engine, volume_zyx, window, z, prompt, label, 0, prefix
+        engine, volume_zyx, window, z, prompt, label, prefix
     ):
         result = item
     if not isinstance(result, SliceMask):
@@ -186,7 +186,7 @@ def evaluate_volume(
         embed_seconds = 0.0
         if case.z != current_z:
             t0 = time.perf_counter()
-            for _ in segment_tasks.embed_slices(engine, image_zyx, window, [case.z], 0, volume_key):
+            for _ in segment_tasks.embed_slices(engine, image_zyx, window, [case.z], volume_key):
                 pass
             embed_seconds = time.perf_counter() - t0
             current_z = case.z

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
+from napari_medsam.tasks.fill import DEFAULT_REFINE, REFINES
+
 GAP_MODES = ("fill", "propagate", "keep")
 
 
@@ -39,14 +41,20 @@ class RepropagationPolicy:
         Beyond the outermost corrected slice, erase the object past the new end.
         Off: with the bundled model a negative click often empties a slice, and
         clearing then erased the true rest of the organ (kidney R 0.942 -> 0.691).
+    fill_refine : {"none", "box", "box+mask"}
+        How a filled gap's interpolated masks are refined by the model
+        (``refine`` of :func:`napari_medsam.tasks.fill.fill_between`).
     """
 
     gaps: str = "fill"
     clear_past_end: bool = False
+    fill_refine: str = DEFAULT_REFINE
 
     def __post_init__(self) -> None:
         if self.gaps not in GAP_MODES:
             raise ValueError(f"gaps must be one of {GAP_MODES}, got {self.gaps!r}")
+        if self.fill_refine not in REFINES:
+            raise ValueError(f"fill_refine must be one of {REFINES}, got {self.fill_refine!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -4,10 +4,10 @@ Numpy / scipy only (plus whatever the engine needs); no Qt, no napari. As 3D
 Slicer's and ITK-SNAP's "fill between slices", the masks on two annotated
 slices ``a < b`` are interpolated through their signed distance maps
 (:func:`interpolate_masks`); then, with ``refine``, each interpolated mask
-prompts the model on its slice: its box (plus ``box_margin``) and, with
+prompts the model on its slice: its box (plus ``DEFAULT_BOX_MARGIN``) and, with
 ``refine="box+mask"`` on an engine that takes one, the mask itself as SAM's
 dense ``mask_input``. A refined mask that disagrees with its interpolation
-(IoU below ``min_iou``) is dropped for the interpolation: the two annotated
+(IoU below ``DEFAULT_MIN_IOU``) is dropped for the interpolation: the two annotated
 slices say more about a slice between them than one model call.
 
 Measured (``benchmarks/sweep_fill.py``, bundled LiteMedSAM, two loose boxes 6
@@ -38,7 +38,7 @@ from napari_medsam.tasks.propagate_prompts import (
     mask_prompt_logits,
     prompt_from_mask,
 )
-from napari_medsam.tasks.segment import Window, slice_key, windowed_slice
+from napari_medsam.tasks.segment import Window, embed_slice, predict_slice
 from napari_medsam.types import Progress, SliceMask
 
 #: How an interpolated mask is refined: ``"none"`` (kept as interpolated), ``"box"``
@@ -128,13 +128,10 @@ def fill_between(
     window: Window | None,
     anchor_masks: Mapping[int, np.ndarray],
     label: int,
-    job_id: int,
     cache_key_prefix: Hashable = None,
     locked_zs: Collection[int] = frozenset(),
     refine: str = DEFAULT_REFINE,
     spacing_zyx_mm=None,
-    box_margin: int = DEFAULT_BOX_MARGIN,
-    min_iou: float = DEFAULT_MIN_IOU,
 ) -> Iterator[Progress | SliceMask]:
     """Fill the slices between neighbouring annotated slices of one object.
 
@@ -150,7 +147,7 @@ def fill_between(
         ``z -> (Y, X) bool`` masks of the annotated (prompted or corrected)
         slices. Anchors with fewer than :data:`MIN_ANCHOR_AREA` pixels end a gap
         without filling it (the object is not there).
-    label, job_id : int
+    label : int
         Copied into every SliceMask.
     cache_key_prefix : hashable, optional
         Identity of the volume for the embedding cache.
@@ -160,10 +157,9 @@ def fill_between(
         See the module docstring.
     spacing_zyx_mm : sequence of 3 float, optional
         Voxel size; its in-plane part scales the distance maps.
-    box_margin : int
-        Pixels added on each side of the interpolated mask's box.
-    min_iou : float
-        Refined masks below this IoU with their interpolation are not used.
+
+    The interpolated mask's box is widened by ``DEFAULT_BOX_MARGIN`` pixels; a
+    refined mask below ``DEFAULT_MIN_IOU`` IoU with its interpolation is not used.
 
     Yields
     ------
@@ -193,7 +189,7 @@ def fill_between(
         d_a = signed_distance(anchors[a], spacing_yx)
         d_b = signed_distance(anchors[b], spacing_yx)
         for z in zs:
-            yield Progress(job_id, done, total, f"filling label {label}: slice {z} ({a}..{b})")
+            yield Progress(done, total, f"filling label {label}: slice {z} ({a}..{b})")
             done += 1
             t = (z - a) / float(b - a)
             interp = ((1.0 - t) * d_a + t * d_b) < 0
@@ -203,13 +199,10 @@ def fill_between(
             if refine != "none":
                 mode = "binary" if refine == "box+mask" else "none"
                 logits = mask_prompt_logits(mode, frame, interp, None)
-                prompt = prompt_from_mask(interp, logits, box_margin, False)
-                image_yx = windowed_slice(volume_zyx, z, window)
-                key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
-                engine.embed(image_yx, key)
-                pred = engine.predict(image_yx, prompt, key)
-                refined = np.array(pred.mask_yx, dtype=bool, copy=True)
-                if mask_iou(refined, interp) >= min_iou:
-                    mask, score = refined, float(pred.score)
-            yield SliceMask(job_id, z, int(label), np.array(mask, bool, copy=True), score, None)
-    yield Progress(job_id, total, total, f"filled {total} slices of label {label}")
+                prompt = prompt_from_mask(interp, logits, DEFAULT_BOX_MARGIN, False)
+                embedded = embed_slice(engine, volume_zyx, window, z, cache_key_prefix)
+                pred = predict_slice(engine, embedded, prompt, label)
+                if mask_iou(pred.mask_yx, interp) >= DEFAULT_MIN_IOU:
+                    mask, score = pred.mask_yx, pred.score
+            yield SliceMask(z, int(label), np.array(mask, bool, copy=True), score, None)
+    yield Progress(total, total, f"filled {total} slices of label {label}")

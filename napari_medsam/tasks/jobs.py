@@ -1,6 +1,7 @@
 """Job factories: bind a task's arguments now, run its generator later on a worker.
 
-Each factory returns ``task(job_id) -> generator`` as the runner expects. The
+Each factory returns ``task() -> generator`` as the runner expects (the runner,
+not the task, knows which job it is and drops a superseded job's items). The
 engine comes from an :class:`~napari_medsam.tasks.engine_holder.EngineHolder`
 when the job runs, so the first job loads the bundled model on the worker
 (announced by a ``Progress`` with ``total == 0``: an indeterminate bar).
@@ -13,27 +14,28 @@ from dataclasses import dataclass
 
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
+from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
 from napari_medsam.tasks.propagate import propagate
+from napari_medsam.tasks.propagate_options import DEFAULT_OPTIONS, PropagationOptions
 from napari_medsam.tasks.repropagate import fill_object, repropagate
 from napari_medsam.tasks.segment import Window, embed_slices, segment_slice
 from napari_medsam.types import Progress, SlicePrompt
 
-Task = Callable[[int], Iterator[object]]
+Task = Callable[[], Iterator[object]]
 
 
 @dataclass(frozen=True)
 class EngineLoaded:
     """Yielded by a load job once the new engine is in use."""
 
-    job_id: int
     engine: Engine
     checkpoint: str | None
     announce: bool = True  # False for the quiet load when the dock opens
 
 
-def _engine(holder: EngineHolder, job_id: int) -> Iterator[Progress]:
+def _engine(holder: EngineHolder) -> Iterator[Progress]:
     if holder.engine is None:
-        yield Progress(job_id, 0, 0, "loading LiteMedSAM")
+        yield Progress(0, 0, "loading LiteMedSAM")
     holder.get()
 
 
@@ -53,8 +55,8 @@ def segment_job(
     made (on the GUI thread); its other objects become negative clicks. None: off.
     """
 
-    def task(job_id: int):
-        yield from _engine(holder, job_id)
+    def task():
+        yield from _engine(holder)
         yield from segment_slice(
             holder.get(),
             volume_zyx,
@@ -62,7 +64,6 @@ def segment_job(
             z,
             prompt,
             label,
-            job_id,
             cache_key_prefix,
             negatives_from_yx=negatives_from_yx,
         )
@@ -78,27 +79,20 @@ def propagate_job(
     start_mask_yx,
     label: int,
     cache_key_prefix: Hashable,
-    **options,
+    options: PropagationOptions = DEFAULT_OPTIONS,
 ) -> Task:
     """Propagate one object from slice ``start_z`` (see :func:`~napari_medsam.tasks.propagate.propagate`).
 
-    ``options`` are passed on (``locked_zs``, ``locked_masks``, ``clear_past_end``,
-    ``negatives_from_zyx``: a copy of the labels made on the GUI thread, ...).
+    ``options`` hold copies made on the GUI thread (locked masks, the labels as
+    negatives), never live layers.
     """
 
-    def task(job_id: int):
-        yield from _engine(holder, job_id)
+    def task():
+        yield from _engine(holder)
         yield from propagate(
-            holder.get(),
-            volume_zyx,
-            window,
-            start_z,
-            start_mask_yx,
-            label,
-            job_id,
-            cache_key_prefix,
-            **options,
-        )
+            holder.get(), volume_zyx, window, start_z, start_mask_yx, label, cache_key_prefix,
+            options,
+        )  # fmt: skip
 
     return task
 
@@ -111,19 +105,20 @@ def repropagate_job(
     corrected_masks,
     label: int,
     cache_key_prefix: Hashable,
-    **options,
+    policy: RepropagationPolicy = DEFAULT_POLICY,
+    options: PropagationOptions = DEFAULT_OPTIONS,
+    seed_scores=None,
 ) -> Task:
     """Re-propagate after corrections (see :func:`~napari_medsam.tasks.repropagate.repropagate`).
 
-    ``corrected_masks`` are copies made on the GUI thread; ``options`` are passed on
-    (``policy``, ``fill_refine``, ``spacing_zyx_mm`` and propagation options).
+    ``corrected_masks`` and the arrays in ``options`` are copies made on the GUI thread.
     """
 
-    def task(job_id: int):
-        yield from _engine(holder, job_id)
+    def task():
+        yield from _engine(holder)
         yield from repropagate(
-            holder.get(), volume_zyx, window, changed_zs, corrected_masks, label, job_id,
-            cache_key_prefix, **options,
+            holder.get(), volume_zyx, window, changed_zs, corrected_masks, label,
+            cache_key_prefix, policy, options, seed_scores,
         )  # fmt: skip
 
     return task
@@ -140,10 +135,10 @@ def fill_job(
 ) -> Task:
     """Fill between corrected slices (see :func:`~napari_medsam.tasks.repropagate.fill_object`)."""
 
-    def task(job_id: int):
-        yield from _engine(holder, job_id)
+    def task():
+        yield from _engine(holder)
         yield from fill_object(
-            holder.get(), volume_zyx, window, corrected_masks, label, job_id, cache_key_prefix,
+            holder.get(), volume_zyx, window, corrected_masks, label, cache_key_prefix,
             **options,
         )  # fmt: skip
 
@@ -156,9 +151,9 @@ def embed_job(
     """Precompute embeddings of slices ``zs`` (see :func:`~napari_medsam.tasks.segment.embed_slices`)."""
     zs = list(zs)
 
-    def task(job_id: int):
-        yield from _engine(holder, job_id)
-        yield from embed_slices(holder.get(), volume_zyx, window, zs, job_id, cache_key_prefix)
+    def task():
+        yield from _engine(holder)
+        yield from embed_slices(holder.get(), volume_zyx, window, zs, cache_key_prefix)
 
     return task
 
@@ -171,11 +166,11 @@ def preload_job(holder: EngineHolder, what: str = "LiteMedSAM") -> Task:
     for this load (the holder's lock) instead of starting a second one.
     """
 
-    def task(job_id: int):
+    def task():
         if holder.engine is None:
-            yield Progress(job_id, 0, 0, f"loading {what}…")
+            yield Progress(0, 0, f"loading {what}…")
         engine = holder.get()
-        yield EngineLoaded(job_id, engine, holder.checkpoint, announce=False)
+        yield EngineLoaded(engine, holder.checkpoint, announce=False)
 
     return task
 
@@ -183,9 +178,9 @@ def preload_job(holder: EngineHolder, what: str = "LiteMedSAM") -> Task:
 def load_job(holder: EngineHolder, checkpoint: str | None, device: str, what: str) -> Task:
     """Load ``checkpoint`` on ``device``; on failure the holder keeps its engine."""
 
-    def task(job_id: int):
-        yield Progress(job_id, 0, 0, f"loading {what}")
+    def task():
+        yield Progress(0, 0, f"loading {what}")
         engine = holder.load(checkpoint, device)
-        yield EngineLoaded(job_id, engine, checkpoint)
+        yield EngineLoaded(engine, checkpoint)
 
     return task

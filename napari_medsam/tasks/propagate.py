@@ -32,7 +32,7 @@ stop rules still apply per slice (a stop discards the rest of the slab).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -50,7 +50,8 @@ from napari_medsam.tasks.propagate_prompts import (
     mask_prompt_logits,
     prompt_from_mask,
 )
-from napari_medsam.tasks.segment import Window, slice_key, windowed_slice
+from napari_medsam.tasks.propagate_options import DEFAULT_OPTIONS, DIRECTIONS, PropagationOptions
+from napari_medsam.tasks.segment import Window, embed_slice, predict_slice
 from napari_medsam.tasks.slab import engine_slab_depth, next_slab, predict_slab
 from napari_medsam.tasks.stop_rules import DEFAULT_STOP_RULE, StopRule, StopThresholds
 from napari_medsam.types import DirectionEnd, Progress, SliceMask
@@ -64,6 +65,7 @@ __all__ = [
     "DEFAULT_STOP_SCORE",
     "DIRECTIONS",
     "MASK_PROMPTS",
+    "PropagationOptions",
     "default_settings",
     "ends_direction",
     "interior_point_yx",
@@ -80,9 +82,6 @@ DEFAULT_STOP_OVERLAP = DEFAULT_STOP_RULE.stop_overlap
 DEFAULT_MIN_AREA = DEFAULT_STOP_RULE.min_area
 #: Kept for callers of the old flag: True means ``mask_prompt="logits"``.
 DEFAULT_USE_PREV_LOGITS = False
-
-DIRECTIONS = ("both", "up", "down")
-
 
 def default_settings() -> dict:
     """The measured defaults of :func:`propagate`, e.g. for a report."""
@@ -152,26 +151,8 @@ def propagate(
     start_z: int,
     start_mask_yx: np.ndarray,
     label: int,
-    job_id: int,
     cache_key_prefix: Hashable = None,
-    locked_zs: Collection[int] = frozenset(),
-    locked_masks: Mapping[int, np.ndarray] | None = None,
-    stop_score: float | None = None,
-    stop_overlap: float | None = None,
-    min_area: int | None = None,
-    direction: str = "both",
-    start_logits_lowres: np.ndarray | None = None,
-    box_margin: int = DEFAULT_BOX_MARGIN,
-    use_prev_logits: bool = DEFAULT_USE_PREV_LOGITS,
-    use_point: bool = DEFAULT_USE_POINT,
-    clear_past_end: bool = False,
-    stop_at_locked: bool = False,
-    slab_depth: int | None = None,
-    negatives_from_zyx: np.ndarray | None = None,
-    stop_rule: StopRule | None = None,
-    spacing_zyx_mm=None,
-    seed_score: float | None = None,
-    mask_prompt: str | None = None,
+    options: PropagationOptions = DEFAULT_OPTIONS,
 ) -> Iterator[Progress | SliceMask | DirectionEnd]:
     """Segment one object on the slices above and below ``start_z``.
 
@@ -189,56 +170,12 @@ def propagate(
         (Y, X) bool mask of the object on ``start_z``.
     label : int
         Label id copied into every SliceMask.
-    job_id : int
-        Request id copied into every yielded item.
     cache_key_prefix : hashable, optional
         Identity of the volume for the embedding cache; None disables caching.
-    locked_zs : collection of int
-        Slices corrected by hand: never predicted nor yielded. Propagation
-        passes through a locked slice using ``locked_masks[z]`` as the new seed;
-        a locked slice with no entry in ``locked_masks``, or whose mask is
-        smaller than the minimum area, ends the direction there.
-    locked_masks : mapping of int to np.ndarray, optional
-        ``z -> (Y, X) bool`` mask of this object on locked slices.
-    stop_score, stop_overlap : float, optional
-        Explicit floors of the predicted IoU and of the IoU with the previous
-        slice's mask; given, they replace the rule's fitted ones (the user's number).
-    min_area : int, optional
-        A direction ends at a mask with fewer pixels (default: the rule's).
-    direction : {"both", "up", "down"}
-        ``"up"`` is increasing z. ``"both"`` runs up first, then down.
-    start_logits_lowres : np.ndarray, optional
-        (L, L) logits of the seed, the first mask input in ``"logits"`` mode.
-    box_margin : int
-        Pixels added on each side of the box taken from the previous mask.
-    use_prev_logits : bool
-        Old name of ``mask_prompt="logits"`` (used when ``mask_prompt`` is None).
-    use_point : bool
-        Add a positive click at the previous mask's interior.
-    clear_past_end : bool
-        When a direction ends and no locked slice lies further along it (the
-        object's outer end), yield empty masks (score 0.0) for every slice
-        beyond, so that re-propagation removes what an earlier, longer
-        propagation painted there. Between the start and a locked slice nothing
-        is cleared: the corrected slice says the object goes on.
-    stop_at_locked : bool
-        End a direction at the first locked slice instead of passing through it.
-    slab_depth : int, optional
-        Slices per model call where the engine segments slabs (SD-Trans): None
-        uses the engine's ``slab_depth``, 1 forces the per-slice path.
-    negatives_from_zyx : np.ndarray, optional
-        (Z, Y, X) integer labels copied when the job was made (never a live
-        layer); the other objects in each predicted slice's box add negative clicks.
-    stop_rule : StopRule, optional
-        Default :data:`~napari_medsam.tasks.stop_rules.DEFAULT_STOP_RULE`.
-    spacing_zyx_mm : sequence of 3 float, optional
-        Voxel size, for the rule's spacing scaling (None: no scaling).
-    seed_score : float, optional
-        Predicted IoU of the seed, for the rule's relative score floor.
-    mask_prompt : {"none", "logits", "binary"}, optional
-        The previous mask as SAM's dense prompt (see
-        :data:`~napari_medsam.tasks.propagate_prompts.MASK_PROMPTS`); None: the
-        engine's choice (:func:`~napari_medsam.tasks.propagate_prompts.default_mask_prompt`).
+    options : PropagationOptions
+        Direction, corrected (locked) slices, stop rule and thresholds, prompts
+        from the previous mask, slabs, negatives; see
+        :class:`~napari_medsam.tasks.propagate_options.PropagationOptions`.
         Engines without a mask input get box-only prompts.
 
     Yields
@@ -251,6 +188,7 @@ def propagate(
     DirectionEnd
         After each direction: the last slice painted, where and why it stopped.
     """
+    o = options
     n_z = int(volume_zyx.shape[0])
     if not 0 <= start_z < n_z:
         raise IndexError(f"start slice {start_z} is outside the volume (0..{n_z - 1})")
@@ -259,30 +197,33 @@ def propagate(
         raise ValueError(
             f"seed mask shape {seed.shape} != slice shape {tuple(volume_zyx.shape[1:])}"
         )
-    if negatives_from_zyx is not None and np.shape(negatives_from_zyx) != tuple(volume_zyx.shape):
+    negatives = o.negatives_from_zyx
+    if negatives is not None and np.shape(negatives) != tuple(volume_zyx.shape):
         raise ValueError(
-            f"labels of shape {np.shape(negatives_from_zyx)} for a volume of shape {volume_zyx.shape}"
+            f"labels of shape {np.shape(negatives)} for a volume of shape {volume_zyx.shape}"
         )
+    mask_prompt = o.mask_prompt
     if mask_prompt is None:
-        mask_prompt = "logits" if use_prev_logits else default_mask_prompt(engine)
+        mask_prompt = "logits" if o.use_prev_logits else default_mask_prompt(engine)
     if mask_prompt not in MASK_PROMPTS:
         raise ValueError(f"mask_prompt must be one of {MASK_PROMPTS}, got {mask_prompt!r}")
     frame = mask_prompt_frame(engine) if mask_prompt != "none" else None
     if mask_prompt != "none" and frame is None:
         logger.info("%s: no mask-input frame, binary masks go without a mask prompt", engine.name)
     limits = stop_thresholds(
-        stop_rule, stop_score, stop_overlap, min_area, spacing_zyx_mm, seed, seed_score
+        o.stop_rule, o.stop_score, o.stop_overlap, o.min_area, o.spacing_zyx_mm, seed, o.seed_score
     )
     logger.debug("propagation of %s: stop thresholds %s", label, limits)
-    locked = {int(z) for z in locked_zs}
-    locked_masks = {int(z): np.asarray(m, bool) for z, m in (locked_masks or {}).items()}
-    runs = _direction_zs(int(start_z), n_z, direction)
+    locked = {int(z) for z in o.locked_zs}
+    locked_masks = {int(z): np.asarray(m, bool) for z, m in (o.locked_masks or {}).items()}
+    runs = _direction_zs(int(start_z), n_z, o.direction)
     total = sum(len(r) for _, r in runs)
     done = 0
-    depth = engine_slab_depth(engine, slab_depth)
+    depth = engine_slab_depth(engine, o.slab_depth)
+    clear_past_end, box_margin, use_point = o.clear_past_end, o.box_margin, o.use_point
     for side, zs in runs:
         outer = not locked.intersection(zs)  # no corrected slice further along
-        prev_mask, prev_logits = seed, start_logits_lowres
+        prev_mask, prev_logits = seed, o.start_logits_lowres
         last_z, stop_z, reason = None, None, None
         if np.count_nonzero(prev_mask) < limits.min_area:
             stop_z = int(start_z)
@@ -291,17 +232,17 @@ def propagate(
         for i, z in enumerate(zs):
             if reason is not None:
                 if clear_past_end and outer:
-                    yield Progress(job_id, done, total, f"clearing slice {z}")
-                    yield SliceMask(job_id, z, int(label), np.zeros_like(seed), 0.0, None)
+                    yield Progress(done, total, f"clearing slice {z}")
+                    yield SliceMask(z, int(label), np.zeros_like(seed), 0.0, None)
                     done += 1
                     continue
                 done += len(zs) - i
                 break
-            yield Progress(job_id, done, total, f"propagating label {label}: slice {z}")
+            yield Progress(done, total, f"propagating label {label}: slice {z}")
             done += 1
             if z in locked:
                 mask = locked_masks.get(z)
-                if stop_at_locked or mask is None or np.count_nonzero(mask) < limits.min_area:
+                if o.stop_at_locked or mask is None or np.count_nonzero(mask) < limits.min_area:
                     stop_z, reason = z, "corrected slice"
                     if mask is None or np.count_nonzero(mask) < limits.min_area:
                         reason = "corrected slice without the object"
@@ -313,20 +254,17 @@ def propagate(
                 if not slab_preds:  # prompt the whole slab from the last finished slice
                     prompt = prompt_from_mask(prev_mask, mask_in, box_margin, use_point)
                     slab = next_slab(zs, i, depth, locked)
-                    if negatives_from_zyx is not None:
-                        prompt = with_negatives_from_labels(prompt, negatives_from_zyx[z], label)
+                    if negatives is not None:
+                        prompt = with_negatives_from_labels(prompt, negatives[z], label)
                     slab_preds = predict_slab(
                         engine, volume_zyx, window, slab, prompt, cache_key_prefix
                     )
                 pred = slab_preds.pop(0)
             else:
-                image_yx = windowed_slice(volume_zyx, z, window)
-                key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
-                engine.embed(image_yx, key)
+                embedded = embed_slice(engine, volume_zyx, window, z, cache_key_prefix)
                 prompt = prompt_from_mask(prev_mask, mask_in, box_margin, use_point)
-                if negatives_from_zyx is not None:
-                    prompt = with_negatives_from_labels(prompt, negatives_from_zyx[z], label)
-                pred = engine.predict(image_yx, prompt, key)
+                others_yx = None if negatives is None else negatives[z]
+                pred = predict_slice(engine, embedded, prompt, label, others_yx)
             mask = np.array(pred.mask_yx, dtype=bool, copy=True)
             score = float(pred.score)
             area = int(np.count_nonzero(mask))
@@ -336,14 +274,12 @@ def propagate(
                 stop_z, reason = z, why
                 slab_preds = []
                 if clear_past_end and outer:
-                    yield SliceMask(job_id, z, int(label), np.zeros_like(seed), 0.0, None)
+                    yield SliceMask(z, int(label), np.zeros_like(seed), 0.0, None)
                 continue
             logits = (
                 None if pred.logits_lowres is None else np.array(pred.logits_lowres, np.float32)
             )
-            yield SliceMask(job_id, z, int(label), mask, score, logits)
+            yield SliceMask(z, int(label), mask, score, logits)
             prev_mask, prev_logits, last_z = mask, logits, z
-        yield DirectionEnd(
-            job_id, int(label), side, last_z, stop_z, reason or "end of the volume"
-        )
-    yield Progress(job_id, total, total, f"propagated label {label}")
+        yield DirectionEnd(int(label), side, last_z, stop_z, reason or "end of the volume")
+    yield Progress(total, total, f"propagated label {label}")

@@ -17,6 +17,7 @@ from napari_medsam.model.protocol import Engine
 from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy, plan_repropagation
 from napari_medsam.tasks.fill import DEFAULT_REFINE, fill_between
 from napari_medsam.tasks.propagate import propagate
+from napari_medsam.tasks.propagate_options import DEFAULT_OPTIONS, PropagationOptions
 from napari_medsam.tasks.segment import Window
 from napari_medsam.types import DirectionEnd, Progress, SliceMask
 
@@ -28,13 +29,10 @@ def repropagate(
     changed_zs: int | Collection[int],
     corrected_masks: Mapping[int, np.ndarray],
     label: int,
-    job_id: int,
     cache_key_prefix: Hashable = None,
     policy: RepropagationPolicy = DEFAULT_POLICY,
-    fill_refine: str = DEFAULT_REFINE,
-    spacing_zyx_mm=None,
+    options: PropagationOptions = DEFAULT_OPTIONS,
     seed_scores: Mapping[int, float] | None = None,
-    **propagate_options,
 ) -> Iterator[Progress | SliceMask | DirectionEnd]:
     """Spread the corrections of slices ``changed_zs`` as the policy plans it.
 
@@ -48,19 +46,17 @@ def repropagate(
         The slices corrected since the last run (keys of ``corrected_masks``).
     corrected_masks : mapping of int to np.ndarray
         ``z -> (Y, X) bool`` mask of the object on every corrected slice.
-    label, job_id : int
+    label : int
     cache_key_prefix : hashable, optional
     policy : RepropagationPolicy
-    fill_refine : str
-        ``refine`` of :func:`~napari_medsam.tasks.fill.fill_between`.
-    spacing_zyx_mm : sequence of 3 float, optional
-        For the stop rule's scaling and the fill's distance maps.
+        Gaps, clearing past the end, the fill's refinement.
+    options : PropagationOptions
+        Stop rule, thresholds, mask prompt, negatives, spacing (also the fill's
+        distance maps) of every propagation step; the steps set the direction,
+        the locked slices, ``stop_at_locked`` and ``clear_past_end`` themselves.
     seed_scores : mapping of int to float, optional
         The model's predicted IoU on corrected slices it segmented (for the stop
         rule's score floor relative to the seed); slices without one: unknown.
-    **propagate_options
-        Passed to :func:`~napari_medsam.tasks.propagate.propagate` (stop rule,
-        thresholds, mask prompt, negatives, ...).
     """
     masks = {int(k): np.asarray(v, bool) for k, v in corrected_masks.items()}
     changed = {int(changed_zs)} if isinstance(changed_zs, int) else {int(z) for z in changed_zs}
@@ -70,19 +66,19 @@ def repropagate(
         if step.kind == "fill":
             anchors = {step.start_z: masks[step.start_z], step.end_z: masks[step.end_z]}
             yield from fill_between(
-                engine, volume_zyx, window, anchors, label, job_id, cache_key_prefix,
-                locked_zs=set(masks), refine=fill_refine, spacing_zyx_mm=spacing_zyx_mm,
+                engine, volume_zyx, window, anchors, label, cache_key_prefix,
+                locked_zs=set(masks), refine=policy.fill_refine,
+                spacing_zyx_mm=options.spacing_zyx_mm,
             )  # fmt: skip
             continue
         z = step.start_z
         others = {k: v for k, v in masks.items() if k != z}
-        yield from propagate(
-            engine, volume_zyx, window, z, masks[z], label, job_id, cache_key_prefix,
+        run = options.replace(
             locked_zs=set(others), locked_masks=others, direction=step.direction,
             stop_at_locked=True, clear_past_end=step.clear_past_end,
-            spacing_zyx_mm=spacing_zyx_mm, seed_score=(seed_scores or {}).get(z),
-            **propagate_options,
+            seed_score=(seed_scores or {}).get(z),
         )  # fmt: skip
+        yield from propagate(engine, volume_zyx, window, z, masks[z], label, cache_key_prefix, run)
 
 
 def fill_object(
@@ -91,7 +87,6 @@ def fill_object(
     window: Window | None,
     corrected_masks: Mapping[int, np.ndarray],
     label: int,
-    job_id: int,
     cache_key_prefix: Hashable = None,
     fill_refine: str = DEFAULT_REFINE,
     spacing_zyx_mm=None,
@@ -99,6 +94,6 @@ def fill_object(
     """``Fill between``: every gap between the object's corrected slices, corrected ones kept."""
     masks = {int(k): np.asarray(v, bool) for k, v in corrected_masks.items()}
     yield from fill_between(
-        engine, volume_zyx, window, masks, label, job_id, cache_key_prefix,
+        engine, volume_zyx, window, masks, label, cache_key_prefix,
         locked_zs=set(masks), refine=fill_refine, spacing_zyx_mm=spacing_zyx_mm,
     )  # fmt: skip

@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_medsam.model.protocol import Engine
 from napari_medsam.prompts.negatives import with_negatives_from_labels
-from napari_medsam.types import Progress, SliceMask, SlicePrompt
+from napari_medsam.types import Progress, SliceMask, SlicePrediction, SlicePrompt
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,98 @@ def windowed_slice(volume_zyx, z: int, window: Window) -> np.ndarray:
     return np.ascontiguousarray(image_yx, dtype=np.float32)
 
 
+class EmbeddedSlice(NamedTuple):
+    """A windowed slice whose embedding the engine holds (under ``key``).
+
+    Attributes
+    ----------
+    z : int
+        Slice index along axis 0 of the (Z, Y, X) volume.
+    image_yx : np.ndarray
+        (Y, X) float32 in [0, 1], the slice as the model sees it.
+    key : SliceKey or None
+        The engine's cache key (None: no cache).
+    """
+
+    z: int
+    image_yx: np.ndarray
+    key: SliceKey | None
+
+
+def embed_slice(
+    engine: Engine, volume_zyx, window: Window, z: int, cache_key_prefix: Hashable = None
+) -> EmbeddedSlice:
+    """Window slice ``z`` and have the engine embed it (a cache hit costs nothing).
+
+    Parameters
+    ----------
+    engine : Engine
+    volume_zyx : array-like
+        (Z, Y, X) image volume in its stored intensities.
+    window : IntensityWindow
+    z : int
+        Slice index along axis 0.
+    cache_key_prefix : hashable, optional
+        Identity of the volume; None disables the embedding cache.
+    """
+    image_yx = windowed_slice(volume_zyx, z, window)
+    key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
+    engine.embed(image_yx, key)
+    return EmbeddedSlice(int(z), image_yx, key)
+
+
+def predict_slice(
+    engine: Engine,
+    embedded: EmbeddedSlice,
+    prompt: SlicePrompt,
+    label: int = 1,
+    negatives_from_yx: np.ndarray | None = None,
+) -> SlicePrediction:
+    """The one slice prediction of the app, the CLI, propagation, fill and ``eval --protocol 3d``.
+
+    Parameters
+    ----------
+    engine : Engine
+    embedded : EmbeddedSlice
+        From :func:`embed_slice`.
+    prompt : SlicePrompt
+        Clicks, box and mask input in the slice's (row, col) pixel frame.
+    label : int
+        The object's id (its own voxels in ``negatives_from_yx`` are not negatives).
+    negatives_from_yx : np.ndarray, optional
+        (Y, X) integer labels of the slice, a copy: the other objects in the
+        prompt's box (or near its clicks) add negative clicks, see
+        :func:`napari_medsam.prompts.negatives.with_negatives_from_labels`.
+
+    Returns
+    -------
+    SlicePrediction
+        (Y, X) bool mask, low-res logits (float32, or None) and score, all copies.
+
+    Raises
+    ------
+    ValueError
+        Labels or a returned mask whose shape is not the slice's.
+    """
+    image_yx = embedded.image_yx
+    if negatives_from_yx is not None:
+        if np.shape(negatives_from_yx) != image_yx.shape:
+            raise ValueError(
+                f"labels of shape {np.shape(negatives_from_yx)} for a slice of shape "
+                f"{image_yx.shape}"
+            )
+        prompt = with_negatives_from_labels(prompt, negatives_from_yx, label)
+    pred = engine.predict(image_yx, prompt, embedded.key)
+    mask_yx = np.array(pred.mask_yx, dtype=bool, copy=True)
+    if mask_yx.shape != image_yx.shape:
+        raise ValueError(
+            f"{engine.name} returned a mask of shape {mask_yx.shape} "
+            f"for a slice of shape {image_yx.shape}"
+        )
+    logits = None if pred.logits_lowres is None else np.array(pred.logits_lowres, np.float32)
+    return SlicePrediction(mask_yx, logits, float(pred.score))
+
+
 def segment_slice(
     engine: Engine,
     volume_zyx,
@@ -79,7 +171,6 @@ def segment_slice(
     z: int,
     prompt: SlicePrompt,
     label: int,
-    job_id: int,
     cache_key_prefix: Hashable = None,
     negatives_from_yx: np.ndarray | None = None,
 ) -> Iterator[Progress | SliceMask]:
@@ -99,8 +190,6 @@ def segment_slice(
         Clicks and box in the slice's (row, col) pixel frame.
     label : int
         Label id the mask will be painted with.
-    job_id : int
-        Request id, copied into every yielded item.
     cache_key_prefix : hashable, optional
         Identity of the volume; None disables the embedding cache.
     negatives_from_yx : np.ndarray, optional
@@ -123,37 +212,21 @@ def segment_slice(
     """
     if prompt.is_empty:
         raise ValueError("the prompt has neither clicks nor a box")
-    yield Progress(job_id, 0, 2, f"embedding slice {z}")
-    image_yx = windowed_slice(volume_zyx, z, window)
-    if float(np.ptp(image_yx)) < 1e-6:  # a model still draws a plausible mask on nothing
+    yield Progress(0, 2, f"embedding slice {z}")
+    embedded = embed_slice(engine, volume_zyx, window, z, cache_key_prefix)
+    if float(np.ptp(embedded.image_yx)) < 1e-6:  # a model still draws a plausible mask on nothing
         raise ValueError(
             f"slice {z} is blank in the intensity window [{window.lo:g}, {window.hi:g}] "
             "(all NaN, or one flat value): nothing to segment there"
         )
-    if negatives_from_yx is not None and np.shape(negatives_from_yx) != image_yx.shape:
-        raise ValueError(
-            f"labels of shape {np.shape(negatives_from_yx)} for a slice of shape {image_yx.shape}"
-        )
-    key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
-    engine.embed(image_yx, key)
-    yield Progress(job_id, 1, 2, f"segmenting slice {z}")
-    if negatives_from_yx is not None:
-        prompt = with_negatives_from_labels(prompt, negatives_from_yx, label)
-    pred = engine.predict(image_yx, prompt, key)
-    mask_yx = np.array(pred.mask_yx, dtype=bool, copy=True)
-    if mask_yx.shape != image_yx.shape:
-        raise ValueError(
-            f"{engine.name} returned a mask of shape {mask_yx.shape} "
-            f"for a slice of shape {image_yx.shape}"
-        )
-    logits = None if pred.logits_lowres is None else np.array(pred.logits_lowres, np.float32)
+    yield Progress(1, 2, f"segmenting slice {z}")
+    pred = predict_slice(engine, embedded, prompt, label, negatives_from_yx)
     yield SliceMask(
-        job_id=job_id,
         z=int(z),
         label=int(label),
-        mask_yx=mask_yx,
-        score=float(pred.score),
-        logits_lowres=logits,
+        mask_yx=pred.mask_yx,
+        score=pred.score,
+        logits_lowres=pred.logits_lowres,
     )
 
 
@@ -162,7 +235,6 @@ def embed_slices(
     volume_zyx,
     window: Window,
     zs: Iterable[int],
-    job_id: int,
     cache_key_prefix: Hashable = None,
 ) -> Iterator[Progress]:
     """Precompute the embeddings of several slices, one Progress per slice.
@@ -175,7 +247,6 @@ def embed_slices(
     window : IntensityWindow
     zs : iterable of int
         Slice indices along axis 0; those outside the volume are skipped.
-    job_id : int
     cache_key_prefix : hashable, optional
         Identity of the volume; the same prefix as the later clicks use, so
         that they hit the cache.
@@ -188,9 +259,7 @@ def embed_slices(
     n_z = volume_zyx.shape[0]
     zs = [int(z) for z in zs if 0 <= int(z) < n_z]
     total = len(zs)
-    yield Progress(job_id, 0, total, f"embedding 0/{total}")
+    yield Progress(0, total, f"embedding 0/{total}")
     for i, z in enumerate(zs, start=1):
-        image_yx = windowed_slice(volume_zyx, z, window)
-        key = None if cache_key_prefix is None else slice_key(cache_key_prefix, z, window)
-        engine.embed(image_yx, key)
-        yield Progress(job_id, i, total, f"embedding {i}/{total}")
+        embed_slice(engine, volume_zyx, window, z, cache_key_prefix)
+        yield Progress(i, total, f"embedding {i}/{total}")
