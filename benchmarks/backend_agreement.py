@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from napari_medsam._cli.eval import load_scan_and_labels
+    from napari_medsam._cli._common import load_scan_and_labels
     from napari_medsam.evaluation.agreement import (
         box_agreement,
         object_slices,

@@ -15,7 +15,7 @@ import json
 import sys
 
 from napari_medsam._cli.bench import _load_engine, _test_volume
-from napari_medsam._cli.eval import set_threads
+from napari_medsam._cli._common import set_threads
 from napari_medsam.evaluation.benchmark import (
     bench_decoder,
     bench_embedding,

@@ -62,13 +62,13 @@ def parse_cases(text: str) -> list[Case]:
 
 def load_case(case: Case):
     """(scan, image_zyx, labels_zyx, window, window_text) of a case; None when the data is missing."""
-    from napari_medsam._cli.eval import _choose_window, load_scan_and_labels
+    from napari_medsam._cli._common import choose_window, load_scan_and_labels
 
     scan_path, labels_path = DATA / case.scan, DATA / case.labels
     if not (scan_path.is_file() and labels_path.is_file()):
         return None
     scan, image_zyx, labels_zyx = load_scan_and_labels(scan_path, labels_path)
-    window, window_text = _choose_window(case.window, image_zyx)
+    window, window_text = choose_window(case.window, image_zyx)
     return scan, image_zyx, labels_zyx, window, window_text
 
 
@@ -85,7 +85,7 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
 
 def sweep_engine(args: argparse.Namespace):
     """Set the thread count and load the engine of :func:`add_sweep_args`' options."""
-    from napari_medsam._cli.eval import set_threads
+    from napari_medsam._cli._common import set_threads
 
     set_threads(args.threads)
     return cached_engine(args.checkpoint, args.device, args.embed_cache or None)
@@ -148,9 +148,9 @@ class DiskCachedEngine:
 
 def cached_engine(checkpoint: str | None, device: str, folder: str | None):
     """The benchmark's engine, with the disk cache unless ``folder`` is None or clicks change embeddings."""
-    from napari_medsam._cli.eval import _load_engine
+    from napari_medsam._cli._common import load_engine
 
-    engine = _load_engine(checkpoint, device)
+    engine = load_engine(checkpoint, device)
     if folder is None or getattr(engine, "clicks_change_embedding", False):
         return engine
     source = "bundled"

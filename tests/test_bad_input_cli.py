@@ -29,7 +29,7 @@ from fakes import FakeEngine
 import napari_medsam.model.engine as engine_module
 from napari_medsam import cli
 from napari_medsam._cli import bench as bench_cli
-from napari_medsam._cli import eval as eval_cli
+from napari_medsam._cli import _common
 
 
 @dataclass
@@ -63,7 +63,7 @@ def run(monkeypatch, capsys, files):
                 return FakeEngine()
 
             monkeypatch.setattr(engine_module, "load_engine", fake)
-            monkeypatch.setattr(eval_cli, "_load_engine", fake)
+            monkeypatch.setattr(_common, "load_engine", fake)
             monkeypatch.setattr(bench_cli, "_load_engine", fake)
         before = files.digests()
         code = cli.main([str(a) for a in argv])

@@ -16,7 +16,7 @@ from napari_medsam.evaluation.benchmark import (
     peak_memory,
     time_runs,
 )
-from napari_medsam.evaluation.fakes import EmptyEngine
+from oracle_engines import EmptyEngine
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.prompts.intensity import auto_window
 

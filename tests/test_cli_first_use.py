@@ -11,7 +11,7 @@ import pytest
 
 from napari_medsam._cli.segment_prompts import slice_prompts
 from napari_medsam.cli import build_parser, main
-from napari_medsam.evaluation.fakes import OracleEngine
+from oracle_engines import OracleEngine
 from napari_medsam.io.nifti import load_nifti
 from napari_medsam.io.volumes import load_volume
 
@@ -105,7 +105,7 @@ def test_eval_names_the_device_used(tmp_path, capsys, monkeypatch):
     nib.Nifti1Image(labels, PERMUTED_AFFINE).to_filename(str(tmp_path / "labels.nii.gz"))
     engine = OracleEngine(load_nifti(tmp_path / "labels.nii.gz").data_zyx)
     engine.device = "cpu"
-    monkeypatch.setattr("napari_medsam._cli.eval._load_engine", lambda *a, **k: engine)
+    monkeypatch.setattr("napari_medsam._cli._common.load_engine", lambda *a, **k: engine)
     code = main(["eval", str(path), str(tmp_path / "labels.nii.gz"), "--prompt", "box"])
     assert code == 0
     out = capsys.readouterr().out

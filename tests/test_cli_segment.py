@@ -9,7 +9,7 @@ import pytest
 
 from napari_medsam._cli.segment_prompts import slice_prompts
 from napari_medsam.cli import main
-from napari_medsam.evaluation.fakes import OracleEngine
+from oracle_engines import OracleEngine
 from napari_medsam.io.nifti import load_nifti
 from napari_medsam.io.orientation import file_ijk_to_zyx
 

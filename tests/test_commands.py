@@ -18,7 +18,7 @@ COMMAND_ID = "napari-medsam.load_checkpoint"
 @pytest.fixture(scope="module")
 def tiny_sam_checkpoint(tmp_path_factory):
     """A tiny random SAM state dict, the kind of file a user fine-tuned."""
-    from napari_medsam.tasks.engine_holder import keep_triton_away_from_mesa_llvm
+    from napari_medsam.model.triton_guard import keep_triton_away_from_mesa_llvm
 
     keep_triton_away_from_mesa_llvm()  # as the widget does before importing torch
     import torch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_medsam.evaluation.fakes import EmptyEngine, OracleEngine
+from oracle_engines import EmptyEngine, OracleEngine
 from napari_medsam.evaluation.protocol3d import (
     dice3d,
     dsc_auc,

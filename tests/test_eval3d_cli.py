@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from napari_medsam import cli
-from napari_medsam._cli import eval as eval_cli
-from napari_medsam.evaluation.fakes import EmptyEngine, OracleEngine
+from napari_medsam._cli import _common
+from oracle_engines import EmptyEngine, OracleEngine
 from napari_medsam.io.nifti import load_nifti
 
 
@@ -32,7 +32,7 @@ def test_eval_protocol_3d_oracle_and_empty(nifti_pair, tmp_path, monkeypatch, ca
     scan, seg = nifti_pair
     labels_zyx = load_nifti(seg).data_zyx
     monkeypatch.setattr(
-        eval_cli, "_load_engine", lambda checkpoint, device, **_: OracleEngine(labels_zyx)
+        _common, "load_engine", lambda checkpoint, device, **_: OracleEngine(labels_zyx)
     )
     out = tmp_path / "r.json"
     argv = ["eval", str(scan), str(seg), "--protocol", "3d", "--device", "cpu", "--json", str(out)]
@@ -46,7 +46,7 @@ def test_eval_protocol_3d_oracle_and_empty(nifti_pair, tmp_path, monkeypatch, ca
     assert report["settings"]["spacing_zyx_mm"] == [3.0, 2.0, 2.0]
     assert "stop_score" in report["settings"]["propagation"]
 
-    monkeypatch.setattr(eval_cli, "_load_engine", lambda checkpoint, device, **_: EmptyEngine())
+    monkeypatch.setattr(_common, "load_engine", lambda checkpoint, device, **_: EmptyEngine())
     argv = ["eval", str(scan), str(seg), "--protocol", "3d", "--labels", "3", "--max-clicks", "2"]
     assert cli.main(argv + ["--json", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -58,7 +58,7 @@ def test_eval_3d_flags_reach_the_report(nifti_pair, tmp_path, monkeypatch, capsy
     scan, seg = nifti_pair
     labels_zyx = load_nifti(seg).data_zyx
     monkeypatch.setattr(
-        eval_cli, "_load_engine", lambda checkpoint, device, **_: OracleEngine(labels_zyx)
+        _common, "load_engine", lambda checkpoint, device, **_: OracleEngine(labels_zyx)
     )
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     base = ["eval", str(scan), str(seg), "--protocol", "3d", "--device", "cpu"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_medsam import __version__, cli
-from napari_medsam._cli import eval as eval_cli
-from napari_medsam.evaluation.fakes import EmptyEngine, OracleEngine
+from napari_medsam._cli import _common
+from oracle_engines import EmptyEngine, OracleEngine
 from napari_medsam.evaluation.report import SCHEMA
 from napari_medsam.io.nifti import load_nifti
 
@@ -37,7 +37,7 @@ def inject(monkeypatch, factory):
         seen["args"] = (checkpoint, device)
         return factory()
 
-    monkeypatch.setattr(eval_cli, "_load_engine", fake_load_engine)
+    monkeypatch.setattr(_common, "load_engine", fake_load_engine)
     return seen
 
 

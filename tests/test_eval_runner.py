@@ -10,7 +10,7 @@ import pytest
 
 from napari_medsam.evaluation import runner
 from napari_medsam.evaluation.cases import iter_cases, labels_present, parse_labels
-from napari_medsam.evaluation.fakes import EmptyEngine, OracleEngine
+from oracle_engines import EmptyEngine, OracleEngine
 from napari_medsam.evaluation.metrics import summarize
 from napari_medsam.evaluation.report import summarize_by_label
 from napari_medsam.prompts import geometry, intensity

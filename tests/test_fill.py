@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_medsam.evaluation.fakes import OracleEngine
+from oracle_engines import OracleEngine
 from napari_medsam.evaluation.protocol3d import dice3d
 from napari_medsam.prompts.intensity import IntensityWindow
 from napari_medsam.tasks.fill import (

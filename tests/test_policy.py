@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_medsam.evaluation.fakes import OracleEngine
+from oracle_engines import OracleEngine
 from napari_medsam.prompts.intensity import IntensityWindow
 from napari_medsam.session.policy import (
     DEFAULT_POLICY,
@@ -94,3 +94,9 @@ def test_corrections_on_several_slices_are_spread_at_once_without_repeats():
         PlannedStep("fill", 4, 10), PlannedStep("propagate", 4, None, "down", False),
         PlannedStep("propagate", 10, None, "up", False),
     ]  # fmt: skip
+
+
+def test_the_policy_fills_as_fill_between_does_by_default():
+    from napari_medsam.tasks.fill import DEFAULT_REFINE, REFINES
+
+    assert DEFAULT_POLICY.fill_refine == DEFAULT_REFINE and DEFAULT_REFINE in REFINES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_medsam.evaluation.fakes import OracleEngine
+from oracle_engines import OracleEngine
 from napari_medsam.prompts.intensity import IntensityWindow
 from napari_medsam.tasks.propagate import (
     DEFAULT_BOX_MARGIN,

@@ -103,16 +103,16 @@ def test_engine_holder_loads_lazily_once_and_keeps_engine_on_failure():
 def test_triton_is_hidden_only_when_a_system_llvm_is_loaded(monkeypatch):
     import sys
 
-    from napari_medsam.tasks import engine_holder
+    from napari_medsam.model import triton_guard
 
     monkeypatch.delitem(sys.modules, "triton", raising=False)
-    monkeypatch.setattr(engine_holder, "_process_maps_llvm", lambda: False)
-    assert not engine_holder.keep_triton_away_from_mesa_llvm()
+    monkeypatch.setattr(triton_guard, "_process_maps_llvm", lambda: False)
+    assert not triton_guard.keep_triton_away_from_mesa_llvm()
     assert "triton" not in sys.modules
-    monkeypatch.setattr(engine_holder, "_process_maps_llvm", lambda: True)
-    assert engine_holder.keep_triton_away_from_mesa_llvm()
+    monkeypatch.setattr(triton_guard, "_process_maps_llvm", lambda: True)
+    assert triton_guard.keep_triton_away_from_mesa_llvm()
     assert sys.modules["triton"] is None  # `import triton` now raises ImportError
-    assert not engine_holder.keep_triton_away_from_mesa_llvm()  # once is enough
+    assert not triton_guard.keep_triton_away_from_mesa_llvm()  # once is enough
 
 
 @pytest.mark.parametrize("fill", [np.nan, -1000.0])

@@ -284,7 +284,7 @@ def _print_figures(figures: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_medsam import __version__
-    from napari_medsam._cli.eval import set_threads
+    from napari_medsam._cli._common import set_threads
     from napari_medsam.evaluation.benchmark import peak_memory
     from napari_medsam.io.atomic import atomic_write_text, check_output_path
 

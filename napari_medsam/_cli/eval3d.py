@@ -60,7 +60,7 @@ def run_3d(args: argparse.Namespace) -> int:
     ``window``, ``checkpoint``, ``device`` and ``json_path``; prints a table per label.
     """
     from napari_medsam import __version__
-    from napari_medsam._cli import eval as eval_cli
+    from napari_medsam._cli import _common
     from napari_medsam._cli.backend_args import engine_options
     from napari_medsam.evaluation.cases import parse_labels
     from napari_medsam.evaluation.protocol3d import run_protocol3d
@@ -76,16 +76,16 @@ def run_3d(args: argparse.Namespace) -> int:
     max_clicks = CLICKS_3D if args.max_clicks is None else int(args.max_clicks)
     if max_clicks < 0:
         raise ValueError("--max-clicks must not be negative")
-    eval_cli.check_outputs(args)
-    scan, image_zyx, labels_zyx = eval_cli.load_scan_and_labels(args.scan, args.labels_path)
+    _common.check_outputs(args)
+    scan, image_zyx, labels_zyx = _common.load_scan_and_labels(args.scan, args.labels_path)
     labels = parse_labels(args.labels, labels_zyx)
-    window, window_text = eval_cli._choose_window(args.window, image_zyx)
-    names = eval_cli._label_names(args.labels_path)
-    engine = eval_cli._load_engine(args.checkpoint, args.device, **engine_options(args))
+    window, window_text = _common.choose_window(args.window, image_zyx)
+    names = _common.label_names(args.labels_path)
+    engine = _common.load_engine(args.checkpoint, args.device, **engine_options(args))
     if hasattr(engine, "zoom_in"):
         engine.zoom_in = args.zoom == "on"
     print(
-        f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {eval_cli._device(engine, args)}, "
+        f"napari-medsam {__version__} eval --protocol 3d: {engine.name} on {_common.device_of(engine, args)}, "
         f"{len(labels)} objects, box on the largest slice + propagation, then up to "
         f"{max_clicks} clicks (shape {image_zyx.shape}, slices along axis 0)"
     )
@@ -134,7 +134,7 @@ def run_3d(args: argparse.Namespace) -> int:
         "max_clicks": max_clicks,
         "window": {"lo": float(window.lo), "hi": float(window.hi), "kind": str(window.kind)},
         "checkpoint": args.checkpoint,
-        "device": eval_cli._device(engine, args),
+        "device": _common.device_of(engine, args),
         "engine": engine.name,
         "shape_zyx": list(image_zyx.shape),
         "spacing_zyx_mm": [float(v) for v in scan.spacing_zyx_mm],

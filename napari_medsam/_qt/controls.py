@@ -67,7 +67,7 @@ def window_for_preset(preset: str, image):
 
 def available_devices() -> list[str]:
     """``auto``, ``cpu`` and ``cuda`` when torch sees a GPU."""
-    from napari_medsam.tasks.engine_holder import keep_triton_away_from_mesa_llvm
+    from napari_medsam.model.triton_guard import keep_triton_away_from_mesa_llvm
 
     devices = ["auto", "cpu"]
     keep_triton_away_from_mesa_llvm()  # the canvas (and its GL) exists already

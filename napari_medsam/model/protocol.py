@@ -1,7 +1,7 @@
 """The engine protocol: what the tasks, the widget and the evaluation call.
 
 Widget and task tests use a fake numpy engine that satisfies this protocol;
-the real :class:`napari_medsam.model.engine.SamEngine` wraps a torch model.
+the real :class:`napari_medsam.model.sam_engine.SamEngine` wraps a torch model.
 """
 
 from __future__ import annotations

@@ -9,47 +9,16 @@ a bad file leaves the current model in use.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from napari_medsam.model.protocol import Engine
+from napari_medsam.model.triton_guard import keep_triton_away_from_mesa_llvm
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[str | None, str], Engine]
-
-
-def _process_maps_llvm() -> bool:
-    """Whether a system libLLVM is mapped into this process (Linux; False elsewhere)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            return any("libLLVM" in line for line in maps)
-    except OSError:
-        return False
-
-
-def keep_triton_away_from_mesa_llvm() -> bool:
-    """Stop torch from importing triton when Mesa's LLVM is already loaded.
-
-    With software OpenGL (Mesa llvmpipe: VMs, remote desktops, Xvfb) the
-    napari canvas maps the system libLLVM; importing triton afterwards loads
-    triton's own LLVM and the process segfaults (torch imports triton from
-    ``torch._dynamo``, which torchvision imports). Triton only serves
-    ``torch.compile`` GPU kernels, which the engines never use, so in that
-    situation it is hidden from torch (``import triton`` raises ImportError).
-
-    Returns
-    -------
-    bool
-        True if triton was hidden by this call.
-    """
-    if "triton" in sys.modules or not _process_maps_llvm():
-        return False
-    logger.info("system libLLVM loaded (software OpenGL): hiding triton from torch")
-    sys.modules["triton"] = None  # type: ignore[assignment]
-    return True
 
 
 def _load_engine(checkpoint: str | None, device: str, backend: str = "auto") -> Engine:

@@ -48,17 +48,29 @@ def click_engine_from(payload, backbone, config, device, cache_bytes, options=No
     )
 
 
+def load_plain_litemedsam(device, cache_bytes, **options):
+    """The bundled LiteMedSAM alone (boxes only), as a checked :class:`SamEngine`.
+
+    ``options``: ``backend``, ``precision``, ``background`` of the engine.
+    """
+    from napari_medsam.model.configs import LITEMEDSAM
+    from napari_medsam.model.litemedsam import bundled_checkpoint_path
+    from napari_medsam.model.sam_engine import load_sam_engine
+
+    path = bundled_checkpoint_path()
+    return load_sam_engine(read_state_dict(path), LITEMEDSAM, path.name, device, cache_bytes,
+                           **options)  # fmt: skip
+
+
 def load_click_engine(source, device, cache_bytes, source_name=None, options=None):
     """The bundled LiteMedSAM with the click decoder of ``source`` (path or loaded dict)."""
-    from napari_medsam.model.engine import load_engine
-
     if isinstance(source, (str, Path)):
         source_name = source_name or Path(source).name
         payload = read_state_dict(source)
     else:
         payload = source
     # only its loaded model is used: the click engine converts the encoder itself
-    plain = load_engine(PLAIN_LITEMEDSAM, device=device, cache_bytes=0, backend="torch")
+    plain = load_plain_litemedsam(device, 0, backend="torch")
     try:
         return click_engine_from(payload, plain.model, plain.config, device, cache_bytes, options)
     except CheckpointError as err:

@@ -1,6 +1,6 @@
 """The click engine: bundled LiteMedSAM for boxes, the trained click decoder for clicks.
 
-:class:`ClickEngine` is a :class:`~napari_medsam.model.engine.SamEngine` on the
+:class:`ClickEngine` is a :class:`~napari_medsam.model.sam_engine.SamEngine` on the
 bundled LiteMedSAM (same preprocessing, image encoder and embedding cache):
 
 - a prompt that is a box alone goes to the bundled prompt encoder and mask
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from napari_medsam.model.click.decoder import ClickDecoder
-from napari_medsam.model.engine import SamEngine
+from napari_medsam.model.sam_engine import SamEngine
 from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
 from napari_medsam.prompts import zoom
 from napari_medsam.prompts.geometry import (

@@ -1,6 +1,6 @@
 """The Med-SA engine for the app: clicks feed the click maps and SAM's point prompts.
 
-:class:`MedSAEngine` is a :class:`napari_medsam.model.engine.SamEngine` (same
+:class:`MedSAEngine` is a :class:`napari_medsam.model.sam_engine.SamEngine` (same
 preprocessing, prompt conversion, decoding, post-processing and cache) whose
 image embedding may depend on the prompt:
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_medsam.model.embedding_cache import DEFAULT_CACHE_BYTES
-from napari_medsam.model.engine import SamEngine
+from napari_medsam.model.sam_engine import SamEngine
 from napari_medsam.model.medsa.build import backbone_spec
 from napari_medsam.model.medsa.model import MedSAModel
 from napari_medsam.model.preprocess import preprocess_slices
@@ -71,7 +71,7 @@ class MedSAEngine(SamEngine):
         Defaults to "Med-SA (<backbone name>)".
     backend, precision, background
         The image encoder's backend (click maps and slabs included); see
-        :class:`napari_medsam.model.engine.SamEngine`.
+        :class:`napari_medsam.model.sam_engine.SamEngine`.
     """
 
     def __init__(
