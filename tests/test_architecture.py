@@ -93,7 +93,10 @@ def _internal_imports(path: Path, modules: set[str]) -> set[str]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.add(sub if sub in modules else base)
-    return {m for m in found if m in modules and m != name}
+    for module in list(found):  # importing a.b.c runs the __init__ of a and a.b first
+        parts = module.split(".")
+        found.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
 
 
 def _import_graph() -> dict[str, set[str]]:

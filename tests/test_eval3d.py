@@ -161,7 +161,7 @@ def test_every_gap_policy_recovers_and_the_report_states_policy_box_and_stops():
         for gaps in GAP_MODES
     }  # fmt: skip
     for gaps, report in reports.items():
-        assert report["policy"] == {"gaps": gaps, "clear_past_end": False}
+        assert report["policy"] == {"gaps": gaps, "clear_past_end": False, "fill_refine": "box"}
         assert report["box"]["kind"] == "loose" and report["box"]["seed"] == 0
         assert report["labels"]["1"]["final_dice"] == 1.0
     r = reports["fill"]["labels"]["1"]

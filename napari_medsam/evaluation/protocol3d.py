@@ -1,12 +1,18 @@
 """The CVPR 2025 interactive 3D protocol: a box, propagation, then up to 5 corrective clicks.
 
+Every step goes through an :class:`~napari_medsam.session.annotation.AnnotationSession`,
+the object the app drives: its requests (:mod:`napari_medsam.session.requests`) run
+inline here and on the worker there, and its :meth:`apply_result` paints by the app's
+rule, so the benchmark measures what the app ships (logits fed back, corrected slices
+kept, Propagate clearing past the object's ends).
+
 Per object:
 
 1. A box on the slice where the object is largest: by default a loose one, as
    a user draws it (:func:`napari_medsam.evaluation.boxes.loose_box`, seeded,
    the seed stated in the report), or the truth's tight box (``box="tight"``).
-   That slice is segmented with it, then
-   :func:`napari_medsam.tasks.propagate.propagate` runs up and down from it
+   That slice is segmented with it, then the app's Propagate
+   (:meth:`AnnotationSession.propagate_request`) runs up and down from it
    with the app's defaults (stop rule fitted to the spacing, the seed and its
    score). Where each direction stopped and why goes in the report.
 2. Up to ``max_clicks`` clicks. Each goes to the centre (maximum of the Euclidean
@@ -14,9 +20,9 @@ Per object:
    error component (``scipy.ndimage.label``, face connectivity), on the slice of
    that centre: positive if the component is missed object (false negative),
    negative if it is false positive. A voxel is never clicked twice. The slice is
-   segmented again with all the clicks made on it so far, its previous low-res
-   logits and a box (:func:`correction_box`); it becomes a corrected (locked)
-   slice, and the app's Re-propagate runs from it: the one policy of
+   segmented again with all the clicks made on it so far, the session's low-res
+   logits of the slice and a box (:func:`correction_box`); it becomes a corrected
+   (locked) slice, and the app's Re-propagate runs from it: the one policy of
    :mod:`napari_medsam.session.policy`, executed by
    :func:`napari_medsam.tasks.repropagate.repropagate` (fill the gaps to the
    neighbouring corrected slices, propagate beyond the outermost).
@@ -47,11 +53,10 @@ import numpy as np
 from napari_medsam.evaluation.boxes import loose_box, loose_box_settings
 from napari_medsam.evaluation.clicks3d import correction_box, next_click_3d
 from napari_medsam.prompts.geometry import box_from_mask
+from napari_medsam.session.annotation import AnnotationSession
 from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
-from napari_medsam.tasks.propagate import propagate
-from napari_medsam.tasks.repropagate import repropagate
+from napari_medsam.session.requests import run_request
 from napari_medsam.tasks.propagate_options import PropagationOptions
-from napari_medsam.tasks.segment import embed_slice, predict_slice
 from napari_medsam.types import DirectionEnd, SliceMask, SlicePrompt
 
 BOXES = ("loose", "tight")
@@ -81,17 +86,38 @@ def dsc_auc(dices: Sequence[float]) -> float:
     return float(((d[:-1] + d[1:]) / 2.0).sum() / (d.size - 1))
 
 
-def _apply(pred: np.ndarray, items) -> tuple[float, int, list[DirectionEnd]]:
-    """Paint a task's SliceMasks into ``pred``: (seconds, slices written, direction ends)."""
+def _apply(session: AnnotationSession, items) -> tuple[float, int, list[DirectionEnd]]:
+    """Paint a task's SliceMasks as the app does: (seconds, slices with the object, ends)."""
     t0 = time.perf_counter()
     n, ends = 0, []
     for item in items:
         if isinstance(item, SliceMask):
-            pred[item.z] = item.mask_yx
-            n += 1
+            session.apply_result(item, by_user=False)
+            n += int(item.mask_yx.any())
         elif isinstance(item, DirectionEnd):
             ends.append(item)
     return time.perf_counter() - t0, n, ends
+
+
+def _propagate(session: AnnotationSession, run, label: int, **request) -> tuple:
+    """The app's Propagate / Re-propagate: what :func:`_apply` returns; nothing runs when
+    the app would refuse (the object is not on the slice it starts from)."""
+    try:
+        planned = session.propagate_request(label, **request)
+    except ValueError as exc:
+        logger.debug("label %s: no propagation: %s", label, exc)
+        return 0.0, 0, []
+    with session.run(label):
+        return _apply(session, run(planned))
+
+
+def _segment(session: AnnotationSession, run, label: int, z: int, prompt: SlicePrompt) -> float:
+    """A prompt on slice ``z`` through the session, as the app's click: its score."""
+    result = None
+    for item in run(session.segment_request(label, z, prompt)):
+        result = item
+    session.apply_result(result, by_user=True)
+    return float(result.score)
 
 
 def evaluate_object(
@@ -154,17 +180,12 @@ def evaluate_object(
     if box not in BOXES:
         raise ValueError(f"box must be one of {BOXES}, got {box!r}")
     z0 = int(np.argmax(gt.sum(axis=(1, 2))))
-    pred = np.zeros(gt.shape, bool)
-    logits: dict[int, np.ndarray] = {}
     spacing = None if spacing_zyx_mm is None else tuple(float(v) for v in spacing_zyx_mm)
     options = PropagationOptions(spacing_zyx_mm=spacing, **dict(propagate_kwargs or {}))
+    session = AnnotationSession(np.zeros(gt.shape, np.uint16), policy=policy, options=options)
 
-    def segment(z: int, prompt: SlicePrompt):
-        embedded = embed_slice(engine, volume_zyx, window, z, cache_key_prefix)
-        out = predict_slice(engine, embedded, prompt, label)
-        if out.logits_lowres is not None:
-            logits[z] = out.logits_lowres
-        return out.mask_yx, out.score
+    def run(request):
+        return run_request(engine, volume_zyx, window, request, cache_key_prefix)
 
     t0 = time.perf_counter()
     if box == "loose":
@@ -172,15 +193,11 @@ def evaluate_object(
         box_yxyx = loose_box(gt[z0], rng)
     else:
         box_yxyx = box_from_mask(gt[z0])
-    pred[z0], seed_score = segment(z0, SlicePrompt(box_yxyx=box_yxyx))
+    _segment(session, run, label, z0, SlicePrompt(box_yxyx=box_yxyx))
     box_seconds = time.perf_counter() - t0
-    locked = {z0: pred[z0].copy()}  # the box slice was prompted by the user
-    scores = {z0: seed_score}
-    first = options.replace(seed_score=seed_score, start_logits_lowres=logits.get(z0))
-    first_s, first_n, ends = _apply(pred, propagate(
-        engine, volume_zyx, window, z0, pred[z0], label, cache_key_prefix, first,
-    ))  # fmt: skip
+    first_s, first_n, ends = _propagate(session, run, label, start_z=z0)
     prop_s = first_s
+    pred = session.labels == label
     reached = int(np.count_nonzero(pred.any(axis=(1, 2))))
     dices = [dice3d(pred, gt)]
     clicks: list[dict] = []
@@ -199,15 +216,11 @@ def evaluate_object(
             points_yx=points,
             point_labels=point_labels,
             box_yxyx=correction_box(pred, z, z0, points[point_labels == 1]),
-            prev_logits_lowres=logits.get(z),
         )
-        pred[z], scores[z] = segment(z, prompt)
-        locked[z] = pred[z].copy()
-        s, _, _ = _apply(pred, repropagate(
-            engine, volume_zyx, window, z, locked, label, cache_key_prefix, policy, options,
-            scores,
-        ))  # fmt: skip
+        _segment(session, run, label, z, prompt)  # the session feeds back the slice's logits
+        s, _, _ = _propagate(session, run, label, again=True)
         prop_s += s
+        pred = session.labels == label
         dices.append(dice3d(pred, gt))
         logger.debug("label %s click %d at %s: Dice %.4f", label, len(clicks), click, dices[-1])
     dices += [dices[-1]] * (max_clicks + 1 - len(dices))

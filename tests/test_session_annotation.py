@@ -1,0 +1,112 @@
+"""The Qt-free annotation session: requests out, results in, one painting rule, undo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oracle_engines import OracleEngine
+from napari_medsam.prompts.intensity import IntensityWindow
+from napari_medsam.session.annotation import AnnotationSession, ObjectLockedError
+from napari_medsam.session.requests import (
+    FillRequest,
+    PropagateRequest,
+    RepropagateRequest,
+    SegmentRequest,
+    run_request,
+)
+from napari_medsam.types import SliceMask, SlicePrompt
+
+WINDOW = IntensityWindow(0.0, 1.0)
+
+
+def _column(n_z=14):
+    labels = np.zeros((n_z, 24, 24), np.uint8)
+    yy, xx = np.mgrid[:24, :24]
+    for z in range(2, 12):
+        r = 5 + min(z - 2, 11 - z) // 2
+        labels[z][(yy - 11) ** 2 + (xx - 11) ** 2 <= r * r] = 1
+    return labels
+
+
+def _run_all(session, engine, truth, request, by_user=False):
+    results = [i for i in run_request(engine, truth.astype(np.float32), WINDOW, request, "v")
+               if isinstance(i, SliceMask)]  # fmt: skip
+    for r in results:
+        session.apply_result(r, by_user=by_user)
+    return results
+
+
+def test_a_prompt_feeds_back_the_slice_logits_and_is_kept_as_data():
+    session = AnnotationSession(np.zeros((4, 8, 8), np.uint16))
+    logits = np.ones((256, 256), np.float32)
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    assert session.apply_result(SliceMask(1, 3, mask, 0.9, logits), by_user=True)
+    request = session.segment_request(3, 1, SlicePrompt(box_yxyx=np.array([1, 1, 6, 6.0])))
+    assert isinstance(request, SegmentRequest) and request.prompt.prev_logits_lowres is logits
+    assert session.state.get_prompt(3, 1) is request.prompt and request.negatives_from_yx is None
+    others = session.segment_request(4, 1, SlicePrompt(box_yxyx=np.zeros(4)), True)
+    assert (others.negatives_from_yx == session.labels[1]).all()
+    with pytest.raises(ValueError, match="neither clicks nor a box"):
+        session.segment_request(3, 1, SlicePrompt())
+
+
+def test_results_follow_the_painting_rule_and_undo_as_steps():
+    labels = np.zeros((3, 6, 6), np.uint16)
+    labels[1, :, :2] = 7  # another object
+    session = AnnotationSession(labels)
+    session.ensure_registered(7, "liver")
+    session.state.registry.set_locked(7, True)
+    full = np.ones((6, 6), bool)
+    assert session.apply_result(SliceMask(1, 2, full, 0.8, None), by_user=True)
+    assert (labels[1, :, :2] == 7).all() and (labels[1, :, 2:] == 2).all()  # the lock holds
+    assert session.state.corrected_zs(2) == {1} and session.scores[(2, 1)] == 0.8
+    assert not session.apply_result(SliceMask(1, 7, full, 0.8, None), by_user=True)
+    with pytest.raises(ObjectLockedError):
+        session.segment_request(7, 1, SlicePrompt(box_yxyx=np.zeros(4)))
+    step = session.undo(2)
+    assert step is not None and (labels[1, :, 2:] == 0).all() and not session.state.corrected_zs(2)
+    session.redo(2)
+    assert (labels[1, :, 2:] == 2).all() and session.state.corrected_zs(2) == {1}
+
+
+def test_propagate_then_correct_then_repropagate_through_the_session():
+    truth = _column()
+    session = AnnotationSession(np.zeros(truth.shape, np.uint16))
+    engine = OracleEngine(truth)
+    box = SlicePrompt(box_yxyx=np.array([4, 4, 18, 18], np.float32))
+    _run_all(session, engine, truth, session.segment_request(1, 6, box), by_user=True)
+    request = session.propagate_request(1, start_z=6)
+    assert isinstance(request, PropagateRequest) and request.options.clear_past_end
+    assert request.options.seed_score == session.scores[(1, 6)]
+    with session.run(1):
+        _run_all(session, engine, truth, request)
+    np.testing.assert_array_equal(session.labels == 1, truth == 1)
+    assert session.undo_stack.undo_names()[-1] == "propagate label 1"
+    # a hand correction on slice 9 (the object erased there), then Re-propagate
+    session.labels[9][:] = 0
+    session.note_corrected(1, 9)
+    again = session.propagate_request(1, again=True)
+    assert isinstance(again, RepropagateRequest) and again.changed_zs == (9,)
+    assert set(again.corrected_masks) == {6, 9}
+    with pytest.raises(ValueError, match="not on slice 9"):
+        session.propagate_request(1, start_z=9)
+    fill = session.fill_request(1) if (session.labels[9] == 1).sum() >= 5 else None
+    assert fill is None  # only one corrected slice holds the object: no fill
+    with pytest.raises(ValueError, match="two or more corrected slices"):
+        session.fill_request(1)
+    assert isinstance(FillRequest(1, {}), FillRequest)
+
+
+def test_the_session_saves_once_per_change_and_once_per_run():
+    saves = []
+    session = AnnotationSession(np.zeros((3, 4, 4), np.uint16), on_change=lambda: saves.append(1))
+    mask = np.ones((4, 4), bool)
+    session.apply_result(SliceMask(0, 1, mask, 1.0, None), by_user=True)
+    assert len(saves) == 1
+    with session.run(1):
+        session.apply_result(SliceMask(1, 1, mask, 1.0, None), by_user=False)
+        session.apply_result(SliceMask(2, 1, mask, 1.0, None), by_user=False)
+        assert len(saves) == 1  # a propagation is saved once, when it ends
+    assert len(saves) == 2
