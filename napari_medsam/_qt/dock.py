@@ -29,7 +29,8 @@ from napari_medsam._qt.session_view import Session3D
 from napari_medsam._qt.workers import JobRunner
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
-from napari_medsam.tasks.jobs import EngineLoaded, embed_job, load_job, segment_job
+from napari_medsam.session.requests import request_task
+from napari_medsam.tasks.jobs import EngineLoaded, embed_job, load_job
 from napari_medsam.types import DirectionEnd, Progress, SliceMask
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ class MedSamWidget(QWidget):
         self._prefetch_z: int | None = None
         self.image = None  # the napari Image layer being segmented
         self.labels = None
-        self._logits: dict[tuple[int, int], np.ndarray] = {}  # (label, z) -> low-res logits
         self._submitted_at: dict[int, tuple[float, bool]] = {}  # job -> (time, loads model)
         self._ignore_layer_events = False
         self.last_latency_ms: float | None = None
@@ -230,6 +230,11 @@ class MedSamWidget(QWidget):
         lo, hi = (float(v) for v in self.image.contrast_limits)
         return IntensityWindow(lo, hi)
 
+    @property
+    def _logits(self) -> dict[tuple[int, int], np.ndarray]:
+        """``(label, z) -> low-res logits`` of the session, fed back to the next prompt."""
+        return self.session3d.session.logits
+
     def _volume_key(self) -> tuple:
         return (getattr(self.image, "unique_id", id(self.image)), id(self.image.data))
 
@@ -306,24 +311,15 @@ class MedSamWidget(QWidget):
         if self.labels is None or self.labels not in self.viewer.layers:
             self._setup_layers()
         label = self.controls.label_spin.value()
-        prompt = wl.build_slice_prompt(
-            self._clicks(), self._boxes(), self.image, z, self._logits.get((label, z))
-        )
+        prompt = wl.build_slice_prompt(self._clicks(), self._boxes(), self.image, z)
         if prompt.is_empty:
             return None
-        if not self.session3d.before_segment(label, z, prompt):
-            return None  # the object is locked
         others = self.controls.others_negative_check.isChecked()
-        task = segment_job(
-            self.holder,
-            self.image.data,
-            self.current_window(),
-            z,
-            prompt,
-            label,
-            self._volume_key(),
-            negatives_from_yx=np.array(self.labels.data[z]) if others else None,  # a copy
-        )
+        request = self.session3d.before_segment(label, z, prompt, others)  # logits fed back
+        if request is None:
+            return None  # the object is locked
+        window, key = self.current_window(), self._volume_key()
+        task = request_task(self.holder, self.image.data, window, request, key)
         self._cancel_prefetch()  # the prompt goes first
         job_id = self.segment_runner.submit(task)
         self._submitted_at[job_id] = (time.perf_counter(), self.engine is None)
@@ -368,9 +364,7 @@ class MedSamWidget(QWidget):
             self.session3d.on_direction_end(result)
             return
         if not self.session3d.paint_result(result):
-            return
-        if result.logits_lowres is not None:
-            self._logits[(result.label, result.z)] = result.logits_lowres
+            return  # painted: the session keeps its logits for the next prompt there
         message = f"slice {result.z}: {int(result.mask_yx.sum())} px, score {result.score:.2f}"
         submitted = self._submitted_at.pop(self.segment_runner.job_id, None)
         if submitted is not None:
@@ -424,7 +418,8 @@ class MedSamWidget(QWidget):
 
     # ------------------------------------------------------------ objects
     def _on_label_changed(self, value: int) -> None:
-        self._logits = {k: v for k, v in self._logits.items() if k[0] == value}
+        for label in {k[0] for k in self._logits} - {value}:
+            self.session3d.session.forget_logits(label)
         self.session3d.on_label_changed(value)
 
     def _on_device_changed(self, device: str) -> None:

@@ -22,7 +22,6 @@ from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap, lab
 from napari_medsam._qt.prompt_layers import grid_kwargs
 from napari_medsam.session import LabelRegistry
 from napari_medsam.session.labels import LAYER_METADATA_KEY
-from napari_medsam.session.painting import paint_mask
 
 LABELS_DTYPE = np.uint16
 SOURCE_KEY = "napari_medsam_image"  # labels metadata: name of the image it segments
@@ -93,32 +92,6 @@ class LayerArray:
     def __setitem__(self, key, values) -> None:
         values = np.broadcast_to(np.asarray(values, self.layer.data.dtype), np.shape(key[0]))
         self.layer.data_setitem(key, np.array(values))
-
-
-def paint_on_layer(
-    layer: Labels,
-    z: int,
-    mask_yx: np.ndarray,
-    label: int,
-    locked_ids: Collection[int] = frozenset(),
-    overwrite_unlocked: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply :func:`~napari_medsam.session.painting.paint_mask` to slice ``z`` of a layer.
-
-    Returns
-    -------
-    index : np.ndarray
-        (N,) int64 C-order flat voxel indices that changed.
-    old, new : np.ndarray
-        (N,) values before and after, in the layer's dtype.
-    """
-    slice_yx = np.array(layer.data[z], copy=True)
-    in_slice, old = paint_mask(slice_yx[None], 0, mask_yx, label, locked_ids, overwrite_unlocked)
-    new = slice_yx.reshape(-1)[in_slice]
-    if in_slice.size:
-        ys, xs = np.divmod(in_slice, slice_yx.shape[1])
-        layer.data_setitem((np.full(in_slice.size, int(z), np.intp), ys, xs), new)
-    return in_slice + int(z) * slice_yx.size, old, new
 
 
 def revert_locked(layer: Labels, index, old, new, locked_ids: Collection[int]):

@@ -32,7 +32,6 @@ from napari_medsam._qt.labels_layer import (
     LayerArray,
     RegistryOnLayer,
     history_item_to_flat,
-    paint_on_layer,
     revert_locked,
     save_labels_layer,
 )
@@ -40,6 +39,7 @@ from napari_medsam._qt.propagation import PropagationActions
 from napari_medsam._qt.session_controls import Session3DControls
 from napari_medsam._qt.session_prompts import SessionPrompts
 from napari_medsam.session import LockedLabelError, SessionState, UndoStack
+from napari_medsam.session.annotation import AnnotationSession
 from napari_medsam.types import SliceMask
 
 
@@ -52,8 +52,7 @@ class ObjectNames:
         return int(self.w.controls.label_spin.value())
 
     def is_locked(self, label: int) -> bool:
-        registry = self.state.registry
-        return label in registry and registry[label].locked
+        return self.session.is_locked(label)
 
     def _ensure_registered(self, label: int) -> None:
         registry = self.state.registry
@@ -109,8 +108,7 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         super().__init__(widget)
         self.w = widget
         self.controls = Session3DControls()
-        self.state = SessionState()
-        self.undo_stack = UndoStack()
+        self.session = AnnotationSession(None, on_change=self._changed)
         self.prompt_layers = SessionPrompts(widget)  # prompt changes the next step carries
         self.registry_view = RegistryOnLayer()  # label colours + metadata for the writer
         self.files = SessionFiles()
@@ -119,7 +117,6 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         self._init_propagation()
         self._own_write = False
         self._layer_paints: list = []
-        self._last_corrected: dict[int, int] = {}
         c = self.controls
         c.propagate_button.clicked.connect(lambda: self.propagate())
         c.repropagate_button.clicked.connect(lambda: self.propagate(again=True))
@@ -142,10 +139,12 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         new_scan = _uid(image) != _uid(self.image)
         self._unbind()
         self.image, self.labels = image, labels
-        self.undo_stack = UndoStack()
+        state = self._open_session() if new_scan else self.state
+        # a new labels layer (or scan): a new session on it, its own undo steps and logits
+        self.session = AnnotationSession(LayerArray(labels), state, on_change=self._changed)
         self.prompt_layers.history.clear()
         if new_scan:
-            self._open_session()
+            self._show_restored()
         self.registry_view.show(labels, self.state.registry)
         labels.events.paint.connect(self._on_layer_paint)
         layers = [labels, self.w._clicks(), self.w._boxes()]
@@ -172,18 +171,29 @@ class Session3D(PropagationActions, ObjectNames, QObject):
             self.labels.events.paint.disconnect(self._on_layer_paint)
 
     @property
+    def state(self) -> SessionState:
+        """The session's objects, locks, corrected slices and prompts."""
+        return self.session.state
+
+    @property
+    def undo_stack(self) -> UndoStack:
+        return self.session.undo_stack
+
+    @property
     def saver(self):
         """The session's :class:`~napari_medsam.session.Autosaver` (None before the first change)."""
         return self.files.saver
 
-    def _open_session(self) -> None:
-        self._last_corrected = {}
-        self.state, restored = self.files.open(
+    def _open_session(self) -> SessionState:
+        state, self._restored = self.files.open(
             self.image, self.labels, lambda info: dialogs.ask_restore(self.w, info)
         )
-        if restored and self.state.active_label:
+        return state
+
+    def _show_restored(self) -> None:
+        if self._restored and self.state.active_label:
             self.w.controls.label_spin.setValue(int(self.state.active_label))
-        if restored:
+        if self._restored:
             self.prompt_layers.draw_saved(self.state, self.label)
         self.files.show_line = self.controls.session_label.setText  # autosave health, too
         self.files.show_status = self.w._update_status
@@ -195,15 +205,15 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         self.files.close()
 
     # ------------------------------------------------------------ prompts
-    def before_segment(self, label: int, z: int, prompt) -> bool:
-        """A prompt asks to segment ``label`` on slice ``z``: False (with a warning) if locked."""
+    def before_segment(self, label: int, z: int, prompt, others_negative: bool = False):
+        """A prompt asks to segment ``label`` on slice ``z``: the session's request to run,
+        or None (with a warning) if the object is locked."""
         if self.is_locked(label):
             show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; unlock it first.")
-            return False
+            return None
         self.end_propagation()  # a prompt supersedes a running propagation
         self.prompt_layers.history.note_state(self.state, label, z)
-        self.state.set_prompt(label, z, prompt)
-        return True
+        return self.session.segment_request(label, z, prompt, others_negative)
 
     # ------------------------------------------------------------ painting
     @contextmanager
@@ -236,30 +246,19 @@ class Session3D(PropagationActions, ObjectNames, QObject):
             show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; not painted.")
             return False
         self._ensure_registered(label)
-        newly = [(label, z)] if by_user and z not in self.state.corrected_zs(label) else []
+        extra = dict(extra or {})
+        if with_prompts:
+            extra.update(self.prompt_layers.history.take(self.state, label))
+        self.session.overwrite_unlocked = self.controls.overwrite_check.isChecked()
         try:
             with self._writing():
-                index, old, new = paint_on_layer(
-                    self.labels,
-                    z,
-                    result.mask_yx,
-                    label,
-                    self.state.registry.locked_ids(),
-                    self.controls.overwrite_check.isChecked(),
-                )
+                painted = self.session.apply_result(result, by_user, name, extra or None)
         except LockedLabelError as exc:  # locked between submit and result
             show_warning(f"MedSAM: {exc}")
             return False
-        extra = dict(extra or {}, **({"corrected": newly} if newly else {}))
-        if with_prompts:
-            extra.update(self.prompt_layers.history.take(self.state, label))
-        self.undo_stack.record(index, old, new, label, name, extra or None)
-        if by_user:
-            self.state.mark_corrected(label, z)
-            self._last_corrected[label] = z
-            self.note_corrected(label, z, float(result.score))
-        self._changed()
-        return True
+        if self.session.running:  # the session saves once the run ends; the view follows now
+            self._changed()
+        return painted
 
     def clear_slice(self, label: int, z: int) -> None:
         """Remove object ``label`` from slice ``z`` (its last prompt there was deleted)."""
@@ -298,12 +297,9 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         newly = [
             (lab, int(z)) for lab in touched for z in zs if z not in self.state.corrected_zs(lab)
         ]
-        for lab, z in newly:
-            self.state.mark_corrected(lab, z)
-        for lab in touched:
-            self._last_corrected[lab] = int(zs[-1])
+        for lab in touched:  # corrected by hand: the next Re-propagate spreads them
             for z in zs:
-                self.note_corrected(lab, int(z))
+                self.session.note_corrected(lab, int(z))
         self.undo_stack.record(
             index, old, new, self.label, "brush", {"corrected": newly} if newly else None
         )
@@ -322,15 +318,13 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         self._record_layer_paints()
         if self.propagation_job is not None:
             self.cancel()  # a running propagation is stopped, then undone as a whole
+        label = self.label
         with self._writing():
-            target = LayerArray(self.labels)
-            stack, label = self.undo_stack, self.label
-            step = stack.undo(target, label) if undo else stack.redo(target, label)
+            step = self.session.undo(label) if undo else self.session.redo(label)
         if step is None:
             name = self.state.registry.name(label) if label in self.state.registry else label
             self.w._update_status(f"nothing to {'undo' if undo else 'redo'} for {name}")
             return
-        self.state.replay_corrections(step.extra, undo)
         self.prompt_layers.replay(step.extra, undo, self.state, self.label)
         self.w._update_status(f"{'undid' if undo else 'redid'} {step.name}")
         self._changed()

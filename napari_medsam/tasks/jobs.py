@@ -1,5 +1,9 @@
 """Job factories: bind a task's arguments now, run its generator later on a worker.
 
+Loading and embedding jobs live here; the annotation work (segment, propagate,
+re-propagate, fill) is a request of the session, run by
+:func:`napari_medsam.session.requests.request_task`.
+
 Each factory returns ``task() -> generator`` as the runner expects (the runner,
 not the task, knows which job it is and drops a superseded job's items). The
 engine comes from an :class:`~napari_medsam.tasks.engine_holder.EngineHolder`
@@ -14,12 +18,8 @@ from dataclasses import dataclass
 
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
-from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
-from napari_medsam.tasks.propagate import propagate
-from napari_medsam.tasks.propagate_options import DEFAULT_OPTIONS, PropagationOptions
-from napari_medsam.tasks.repropagate import fill_object, repropagate
-from napari_medsam.tasks.segment import Window, embed_slices, segment_slice
-from napari_medsam.types import Progress, SlicePrompt
+from napari_medsam.tasks.segment import Window, embed_slices
+from napari_medsam.types import Progress
 
 Task = Callable[[], Iterator[object]]
 
@@ -37,112 +37,6 @@ def _engine(holder: EngineHolder) -> Iterator[Progress]:
     if holder.engine is None:
         yield Progress(0, 0, "loading LiteMedSAM")
     holder.get()
-
-
-def segment_job(
-    holder: EngineHolder,
-    volume_zyx,
-    window: Window,
-    z: int,
-    prompt: SlicePrompt,
-    label: int,
-    cache_key_prefix: Hashable,
-    negatives_from_yx=None,
-) -> Task:
-    """Segment one object on slice ``z`` (see :func:`~napari_medsam.tasks.segment.segment_slice`).
-
-    ``negatives_from_yx``: (Y, X) labels of slice ``z`` copied when the job is
-    made (on the GUI thread); its other objects become negative clicks. None: off.
-    """
-
-    def task():
-        yield from _engine(holder)
-        yield from segment_slice(
-            holder.get(),
-            volume_zyx,
-            window,
-            z,
-            prompt,
-            label,
-            cache_key_prefix,
-            negatives_from_yx=negatives_from_yx,
-        )
-
-    return task
-
-
-def propagate_job(
-    holder: EngineHolder,
-    volume_zyx,
-    window: Window,
-    start_z: int,
-    start_mask_yx,
-    label: int,
-    cache_key_prefix: Hashable,
-    options: PropagationOptions = DEFAULT_OPTIONS,
-) -> Task:
-    """Propagate one object from slice ``start_z`` (see :func:`~napari_medsam.tasks.propagate.propagate`).
-
-    ``options`` hold copies made on the GUI thread (locked masks, the labels as
-    negatives), never live layers.
-    """
-
-    def task():
-        yield from _engine(holder)
-        yield from propagate(
-            holder.get(), volume_zyx, window, start_z, start_mask_yx, label, cache_key_prefix,
-            options,
-        )  # fmt: skip
-
-    return task
-
-
-def repropagate_job(
-    holder: EngineHolder,
-    volume_zyx,
-    window: Window,
-    changed_zs,
-    corrected_masks,
-    label: int,
-    cache_key_prefix: Hashable,
-    policy: RepropagationPolicy = DEFAULT_POLICY,
-    options: PropagationOptions = DEFAULT_OPTIONS,
-    seed_scores=None,
-) -> Task:
-    """Re-propagate after corrections (see :func:`~napari_medsam.tasks.repropagate.repropagate`).
-
-    ``corrected_masks`` and the arrays in ``options`` are copies made on the GUI thread.
-    """
-
-    def task():
-        yield from _engine(holder)
-        yield from repropagate(
-            holder.get(), volume_zyx, window, changed_zs, corrected_masks, label,
-            cache_key_prefix, policy, options, seed_scores,
-        )  # fmt: skip
-
-    return task
-
-
-def fill_job(
-    holder: EngineHolder,
-    volume_zyx,
-    window: Window,
-    corrected_masks,
-    label: int,
-    cache_key_prefix: Hashable,
-    **options,
-) -> Task:
-    """Fill between corrected slices (see :func:`~napari_medsam.tasks.repropagate.fill_object`)."""
-
-    def task():
-        yield from _engine(holder)
-        yield from fill_object(
-            holder.get(), volume_zyx, window, corrected_masks, label, cache_key_prefix,
-            **options,
-        )  # fmt: skip
-
-    return task
 
 
 def embed_job(
