@@ -187,13 +187,50 @@ def evaluate_object(
     def run(request):
         return run_request(engine, volume_zyx, window, request, cache_key_prefix)
 
-    t0 = time.perf_counter()
     if box == "loose":
         rng = np.random.default_rng([DEFAULT_BOX_SEED, int(label)]) if rng is None else rng
         box_yxyx = loose_box(gt[z0], rng)
     else:
         box_yxyx = box_from_mask(gt[z0])
-    _segment(session, run, label, z0, SlicePrompt(box_yxyx=box_yxyx))
+    record = interact_object(session, run, gt, label, box_yxyx, max_clicks, spacing_zyx_mm)
+    return {**record, "seconds": float(time.perf_counter() - t_start)}
+
+
+def interact_object(
+    session: AnnotationSession,
+    run: Callable,
+    gt_zyx: np.ndarray,
+    label: int,
+    box_yxyx: np.ndarray,
+    max_clicks: int = 5,
+    spacing_zyx_mm: Sequence[float] | None = None,
+) -> dict:
+    """The protocol's interactions on ``session``: the box, Propagate, the clicks.
+
+    Parameters
+    ----------
+    session : AnnotationSession
+        Painted by the interactions (its labels hold the result afterwards).
+    run : callable
+        ``run(request)`` -> the request's task generator (inline here; the app
+        runs the same requests on its worker).
+    gt_zyx : np.ndarray
+        (Z, Y, X) bool truth of the object.
+    label : int
+    box_yxyx : np.ndarray
+        (4,) the first prompt, on the truth's largest slice.
+    max_clicks : int
+    spacing_zyx_mm : sequence of float, optional
+
+    Returns
+    -------
+    dict
+        :func:`evaluate_object`'s record without ``seconds``.
+    """
+    gt = np.asarray(gt_zyx, bool)
+    z0 = int(np.argmax(gt.sum(axis=(1, 2))))
+    t0 = time.perf_counter()
+    _segment(session, run, label, z0, SlicePrompt(box_yxyx=np.asarray(box_yxyx, np.float32)))
     box_seconds = time.perf_counter() - t0
     first_s, first_n, ends = _propagate(session, run, label, start_z=z0)
     prop_s = first_s
@@ -209,15 +246,7 @@ def evaluate_object(
         z, y, x, positive = click
         clicked[z, y, x] = True
         clicks.append({"z": z, "y": y, "x": x, "positive": positive})
-        on_slice = [c for c in clicks if c["z"] == z]
-        points = np.array([[c["y"], c["x"]] for c in on_slice], np.float32)
-        point_labels = np.array([int(c["positive"]) for c in on_slice], np.int64)
-        prompt = SlicePrompt(
-            points_yx=points,
-            point_labels=point_labels,
-            box_yxyx=correction_box(pred, z, z0, points[point_labels == 1]),
-        )
-        _segment(session, run, label, z, prompt)  # the session feeds back the slice's logits
+        _segment(session, run, label, z, click_prompt(pred, clicks, z, z0))
         s, _, _ = _propagate(session, run, label, again=True)
         prop_s += s
         pred = session.labels == label
@@ -242,8 +271,17 @@ def evaluate_object(
         "initial_propagation_seconds": float(first_s),
         "initial_slices": int(first_n),
         "box_seconds": float(box_seconds),
-        "seconds": float(time.perf_counter() - t_start),
     }
+
+
+def click_prompt(pred_zyx: np.ndarray, clicks: Sequence[dict], z: int, z_box: int) -> SlicePrompt:
+    """Slice ``z``'s prompt after a click: every click made there so far and the
+    :func:`correction_box` (the session adds the slice's logits)."""
+    on_slice = [c for c in clicks if c["z"] == z]
+    points = np.array([[c["y"], c["x"]] for c in on_slice], np.float32)
+    point_labels = np.array([int(c["positive"]) for c in on_slice], np.int64)
+    box = correction_box(pred_zyx, z, z_box, points[point_labels == 1])
+    return SlicePrompt(points_yx=points, point_labels=point_labels, box_yxyx=box)
 
 
 def run_protocol3d(
