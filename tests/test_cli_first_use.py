@@ -139,6 +139,9 @@ class _BoxEngine:
 
     name, image_size = "box", 256
 
+    def embed(self, image_yx, cache_key=None):
+        pass
+
     def predict(self, image_yx, prompt, cache_key=None):
         from napari_medsam.types import SlicePrediction
 

@@ -102,8 +102,8 @@ def test_box_round_trip_on_permuted_flipped_file(tmp_path, capsys):
 
 
 class _SliceOracle(OracleEngine):
-    """The truth on the slice the cache key names (an int from the prompt loop, a
-    SliceKey from propagation); records the slices it predicted."""
+    """The truth on the slice the cache key names (a SliceKey, from the prompt loop and
+    from propagation alike); records the slices it predicted."""
 
     def __init__(self, labels_zyx, score=0.9):
         super().__init__(labels_zyx)
@@ -173,7 +173,7 @@ def test_propagate_keeps_the_prompted_slice_and_honours_stop_score(tmp_path, mon
     # (a third cut off: its neighbours still overlap it above the default stop_overlap)
     engine = _SliceOracle(truth_zyx)
     engine._mask = lambda image, prompt, key: (  # noqa: E731
-        hand[key] if isinstance(key, int) else truth_zyx[key.z]
+        hand[key.z] if key.z == z_prompt else truth_zyx[key.z]  # propagation never predicts it
     )
     monkeypatch.setattr(engine_module, "load_engine", lambda *a, **k: engine)
     out = tmp_path / "labels.nii.gz"
