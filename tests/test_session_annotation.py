@@ -45,7 +45,9 @@ def test_a_prompt_feeds_back_the_slice_logits_and_is_kept_as_data():
     assert session.apply_result(SliceMask(1, 3, mask, 0.9, logits), by_user=True)
     request = session.segment_request(3, 1, SlicePrompt(box_yxyx=np.array([1, 1, 6, 6.0])))
     assert isinstance(request, SegmentRequest) and request.prompt.prev_logits_lowres is logits
-    assert session.state.get_prompt(3, 1) is request.prompt and request.negatives_from_yx is None
+    kept = session.state.get_prompt(3, 1)  # as data, for the autosave and the prompt layers
+    np.testing.assert_array_equal(kept.box_yxyx, request.prompt.box_yxyx)
+    assert request.negatives_from_yx is None
     others = session.segment_request(4, 1, SlicePrompt(box_yxyx=np.zeros(4)), True)
     assert (others.negatives_from_yx == session.labels[1]).all()
     with pytest.raises(ValueError, match="neither clicks nor a box"):
@@ -83,7 +85,7 @@ def test_propagate_then_correct_then_repropagate_through_the_session():
     with session.run(1):
         _run_all(session, engine, truth, request)
     np.testing.assert_array_equal(session.labels == 1, truth == 1)
-    assert session.undo_stack.undo_names()[-1] == "propagate label 1"
+    assert session.undo_stack.undo_names[-1] == "propagate label 1"
     # a hand correction on slice 9 (the object erased there), then Re-propagate
     session.labels[9][:] = 0
     session.note_corrected(1, 9)
