@@ -312,3 +312,21 @@ def test_cli_train_auto_end_to_end_on_a_synthetic_data_root(tmp_path, capsys):
             "--views", "4"], capsys, "mip-unet options")  # fmt: skip
     _fails(["train-auto", "--task", "mip-unet", "--data-root", str(tmp_path / "none"), "--out", str(out)],
            capsys, "data root not found")  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["mip-unet", "slice-unet"])
+def test_bundled_weights_load_and_beat_their_threshold_baseline(tmp_path, engine, capsys):
+    from importlib import resources
+
+    from napari_medsam._cli.auto import BUNDLED
+
+    path = resources.files("napari_medsam") / "resources" / BUNDLED[engine]
+    model, card = load_auto_model(str(path), kind=engine)
+    held = card["heldout"]
+    assert held["mean_dice"] > held["mean_best_threshold_dice"] > 0
+    assert [r["name"] for r in card["data"]["heldout"]] == ["ct_dicom20"]
+    assert all(r["licence"] for r in card["data"]["train"])
+    hu, _ = synthetic_ct((8, 30, 30))
+    scan = write_nifti(tmp_path / "scan.nii.gz", hu)
+    assert main(["auto", str(scan), "--engine", engine, "--out", str(tmp_path / "o.nii.gz")]) == 0
+    assert nib.load(str(tmp_path / "o.nii.gz")).shape == nib.load(str(scan)).shape
