@@ -9,7 +9,7 @@ painted.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -88,6 +88,12 @@ class FakeEngine:
 
     def _record(self, method, image_yx, prompt, cache_key):
         image = np.asarray(image_yx)
+        if prompt is not None and prompt.prev_logits_lowres is not None:
+            # the shape only: a flood of prompts must not keep every previous logit map
+            # (256 x 256 float32 each); a NaN stand-in, so no test reads values from it
+            logits = np.asarray(prompt.prev_logits_lowres)
+            stand_in = np.broadcast_to(np.array(np.nan, logits.dtype), logits.shape)
+            prompt = replace(prompt, prev_logits_lowres=stand_in)
         call = Call(
             method,
             image.shape,

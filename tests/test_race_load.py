@@ -30,6 +30,15 @@ def never_ask(monkeypatch):
     monkeypatch.setattr(dialogs, "ask_restore", lambda parent, info, *a: False)
 
 
+def _rss_bytes() -> int:
+    """Resident memory of this process (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _open(make_napari_viewer, engine):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(0)
@@ -84,11 +93,13 @@ def test_a_thousand_rapid_prompts(make_napari_viewer, qtbot, where):
     gc.collect()
     tracemalloc.start()
     try:
-        base = tracemalloc.get_traced_memory()[0]
+        base, rss0 = tracemalloc.get_traced_memory()[0], _rss_bytes()
         costs, placed = _flood(qtbot, viewer, widget, image, zs)
-        grown = tracemalloc.get_traced_memory()[0] - base
+        grown, rss_grown = tracemalloc.get_traced_memory()[0] - base, _rss_bytes() - rss0
     finally:
         tracemalloc.stop()
+    print(f"{N_PROMPTS} prompts, {where}: traced +{grown / 2**20:.1f} MiB, "
+          f"RSS +{rss_grown / 2**20:.1f} MiB")  # fmt: skip
     labels = widget.labels.data
     # no stale paint: the last slice shows exactly its latest prompt's result, and no slice
     # shows anything its own prompts could not have produced

@@ -322,6 +322,8 @@ class MedSamWidget(QWidget):
         task = request_task(self.holder, self.image.data, window, request, key)
         self._cancel_prefetch()  # the prompt goes first
         job_id = self.segment_runner.submit(task)
+        # only the current job can still paint: a superseded job's entry would stay forever
+        self._submitted_at.clear()
         self._submitted_at[job_id] = (time.perf_counter(), self.engine is None)
         return job_id
 
@@ -401,6 +403,7 @@ class MedSamWidget(QWidget):
         self._update_status("checkpoint not loaded")
 
     def _on_job_finished(self, job_id: int) -> None:
+        self._submitted_at.pop(job_id, None)  # ended without painting (failed, locked, empty)
         if not (self.segment_runner.busy or self.model_runner.busy):
             self.controls.hide_progress()
         if self.engine is not None:
