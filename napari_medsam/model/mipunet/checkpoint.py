@@ -16,7 +16,6 @@ misshapen or non-finite weight is a :class:`CheckpointError` naming it.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from napari_medsam.io.atomic import atomic_write
 from napari_medsam.model.checkpoints import CheckpointError
 from napari_medsam.model.mipunet.network import MipUNet, MipUNetConfig
 from napari_medsam.model.mipunet.slice_net import SliceUNet, SliceUNetConfig
@@ -69,18 +69,7 @@ def save_auto_model(
         "card": dict(card or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def _config(config_cls: type, raw: Any, kind: str):
