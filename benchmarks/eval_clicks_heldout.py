@@ -62,12 +62,16 @@ def main() -> None:
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--min-area", type=int, default=100)
     ap.add_argument("--box-clicks", action="store_true", help="also box and box+3 clicks")
+    ap.add_argument("--merge-from", type=int, default=None,
+                    help="progressive merge from this many clicks on (0 off; default: the engine's)")
     ap.add_argument("--only", default=None, help="comma-separated volume names")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     engine = load_engine(args.checkpoint, device="cpu")
     if hasattr(engine, "zoom_in"):
         engine.zoom_in = args.zoom
+    if args.merge_from is not None and hasattr(engine, "merge_from_click"):
+        engine.merge_from_click = args.merge_from
     results, per_volume, per_label = {}, {}, defaultdict(list)
     box_pairs = []
     t0 = time.time()

@@ -26,6 +26,7 @@ from napari_medsam.model.click.decoder import ClickDecoder
 from napari_medsam.model.sam_engine import SamEngine
 from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
 from napari_medsam.prompts import zoom
+from napari_medsam.prompts.progressive import click_to_lowres_rc, merge_click_region
 from napari_medsam.prompts.geometry import (
     RESIZE_STRETCH,
     lowres_logits_to_slice,
@@ -58,14 +59,26 @@ class ClickEngine(SamEngine):
     click_decoder : ClickDecoder
     zoom_in : bool
         Predict corrections on a crop around the object (module docstring).
+    merge_from_click : int
+        From this many clicks on (with a previous prediction), a corrective
+        click changes only the connected region of change that holds it
+        (FocalClick's progressive merge, :mod:`napari_medsam.prompts.progressive`);
+        the newest click is the last point of the prompt. 0 turns it off.
     **kwargs
         ``device``, ``cache_bytes``, ``name`` as for :class:`SamEngine`.
     """
 
     def __init__(
-        self, model, config, click_decoder: ClickDecoder, zoom_in: bool = False, **kwargs: Any
+        self,
+        model,
+        config,
+        click_decoder: ClickDecoder,
+        zoom_in: bool = False,
+        merge_from_click: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(model, config, **kwargs)
+        self.merge_from_click = int(merge_from_click)
         self.needs_box = False  # clicks alone segment: the capability the dock reads
         self.click_decoder = click_decoder.to(self.device).eval()
         self.zoom_in = bool(zoom_in) and self.spec.resize == RESIZE_STRETCH
@@ -99,8 +112,22 @@ class ClickEngine(SamEngine):
             if zoomed is not None:
                 return zoomed
         logits, score = self._decode_clicks(self._embedding(image, cache_key), prompt, hw)
+        logits = self._merged(prompt, logits, hw)
         mask_yx = lowres_logits_to_slice(logits, hw, self.image_size, self.spec.resize) > 0
         return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
+
+    def _merged(self, prompt: SlicePrompt, logits: np.ndarray, hw) -> np.ndarray:
+        """(S, S) logits after the progressive merge of the newest click, when it applies."""
+        n_points = len(prompt.points_yx)
+        if not self.merge_from_click or prompt.prev_logits_lowres is None:
+            return logits
+        if n_points == 0 or n_points < self.merge_from_click:
+            return logits
+        click_rc = click_to_lowres_rc(
+            prompt.points_yx[-1], hw, self.image_size, self.lowres_side, self.spec.resize
+        )
+        positive = bool(np.asarray(prompt.point_labels)[-1] > 0)
+        return merge_click_region(prompt.prev_logits_lowres, logits, click_rc, positive)
 
     def _crop_prev_logits(self, prompt: SlicePrompt, crop, hw, cache_key) -> np.ndarray:
         side = self.lowres_side
