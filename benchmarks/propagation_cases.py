@@ -14,7 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _find_data() -> Path:
+    """``shared/data`` beside the project (also from a git worktree elsewhere)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+DATA = _find_data()
+#: How the model's window is chosen: the case's own (``Case.window``), the display's
+#: (the app's auto window), or from the object's box (``prompts.object_window``).
+WINDOW_MODES = ("case", "display", "preset", "percentile")
 #: Slices at least this thick (mm) count as "thick" in the tables.
 THICK_MM = 5.0
 
@@ -60,21 +73,29 @@ def parse_cases(text: str) -> list[Case]:
     return [CASES[k] for k in keys]
 
 
-def load_case(case: Case):
-    """(scan, image_zyx, labels_zyx, window, window_text) of a case; None when the data is missing."""
+def load_case(case: Case, root: Path = DATA, window_mode: str = "case"):
+    """(scan, image_zyx, labels_zyx, window, window_text) of a case; None when the data is missing.
+
+    ``window_mode`` other than ``"case"``: the app's auto (display) window; the
+    object rules start from it (:func:`object_window_for`).
+    """
     from napari_medsam._cli._common import choose_window, load_scan_and_labels
 
-    scan_path, labels_path = DATA / case.scan, DATA / case.labels
+    scan_path, labels_path = Path(root) / case.scan, Path(root) / case.labels
     if not (scan_path.is_file() and labels_path.is_file()):
         return None
     scan, image_zyx, labels_zyx = load_scan_and_labels(scan_path, labels_path)
-    window, window_text = choose_window(case.window, image_zyx)
+    window, window_text = choose_window(case.window if window_mode == "case" else None, image_zyx)
     return scan, image_zyx, labels_zyx, window, window_text
 
 
 def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     """The options both sweeps take: cases, box seed, device, checkpoint, threads, embedding cache."""
     parser.add_argument("--cases", default="all", help="'all' or keys of propagation_cases.CASES")
+    parser.add_argument("--data-root", type=Path, default=DATA, help=f"default {DATA}")
+    parser.add_argument("--window-mode", choices=WINDOW_MODES, default="case",
+                        help="model window: the case's, the display's (auto), or chosen per "
+                             "object from its box: CT preset or box percentiles")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the loose boxes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--checkpoint", default=None, help="default: the bundled LiteMedSAM")
@@ -91,19 +112,31 @@ def sweep_engine(args: argparse.Namespace):
     return cached_engine(args.checkpoint, args.device, args.embed_cache or None)
 
 
-def loaded_cases(text: str):
+def loaded_cases(text: str, root: Path = DATA, window_mode: str = "case"):
     """Yield ``(case, scan, image_zyx, labels_zyx, window, window_text, spacing_zyx_mm)``.
 
-    For each case of :func:`parse_cases` ``(text)`` whose data is present; a case
-    whose data is missing is said in one line and skipped.
+    For each case of :func:`parse_cases` ``(text)`` whose data is present under
+    ``root``; a case whose data is missing is said in one line and skipped.
     """
     for case in parse_cases(text):
-        loaded = load_case(case)
+        loaded = load_case(case, root, window_mode)
         if loaded is None:
             print(f"{case.name}: data missing, skipped")
             continue
         scan = loaded[0]
         yield (case, *loaded, tuple(float(v) for v in scan.spacing_zyx_mm))
+
+
+def object_window_for(window_mode: str, display, image_zyx, z: int, box_yxyx):
+    """The window of one object's run: ``display`` for ``"case"``/``"display"`` and for
+    non-CT scans, else :func:`napari_medsam.prompts.object_window.window_for_prompt`."""
+    from napari_medsam.prompts.intensity import looks_like_ct
+    from napari_medsam.prompts.object_window import window_for_prompt
+
+    if window_mode in ("case", "display"):
+        return display
+    is_ct = looks_like_ct(image_zyx)
+    return window_for_prompt(window_mode, display, np.asarray(image_zyx[z]), box_yxyx, is_ct)
 
 
 class DiskCachedEngine:

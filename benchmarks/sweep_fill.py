@@ -62,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     add_sweep_args(parser)
     parser.add_argument("--gap", type=int, default=6, help="slices between the two boxed slices")
     args = parser.parse_args(argv)
+    if args.window_mode not in ("case", "display"):
+        parser.error("sweep_fill takes --window-mode case or display (one window per scan)")
     engine = sweep_engine(args)
     methods = ["truth anchors, interpolation", *[f"fill, refine {r}" for r in REFINES],
                "propagation from both"]  # fmt: skip
     print(f"sweep_fill: {engine.name}, gap {args.gap}, boxes {loose_box_settings(args.seed)}")
     rows = []
-    for case, _, image_zyx, labels_zyx, window, _, spacing in loaded_cases(args.cases):
+    for case, _, image_zyx, labels_zyx, window, _, spacing in loaded_cases(args.cases, args.data_root, args.window_mode):
         key_prefix = ("sweep", case.scan)
         for label in case.label_ids:
             gt = labels_zyx == label

@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from propagation_cases import THICK_MM, add_sweep_args, loaded_cases, sweep_engine  # noqa: E402
+from propagation_cases import (  # noqa: E402
+    THICK_MM, add_sweep_args, loaded_cases, object_window_for, sweep_engine,
+)  # fmt: skip
 
 from napari_medsam.io.atomic import atomic_write_text  # noqa: E402
 from napari_medsam.evaluation.boxes import loose_box, loose_box_settings  # noqa: E402
@@ -74,12 +76,12 @@ def rule_text(rule: StopRule) -> str:
     return f"{s}, {o}"  # fmt: skip
 
 
-def record_object(engine, image_zyx, window, gt, spacing, rng, modes, cap, key_prefix, label):
-    """Seed from a loose box, then one unstopped chain per mask mode (slice statistics only)."""
+def record_object(engine, image_zyx, window, gt, spacing, box, modes, cap, key_prefix, label):
+    """Seed from ``box`` (on the largest slice), then one unstopped chain per mask mode
+    (slice statistics only)."""
     areas = gt.sum(axis=(1, 2))
     z0 = int(np.argmax(areas))
     zs = np.flatnonzero(areas)
-    box = loose_box(gt[z0], rng)
     embedded = embed_slice(engine, image_zyx, window, z0, key_prefix)
     seed = predict_slice(engine, embedded, SlicePrompt(box_yxyx=box), label)
     seed_mask = seed.mask_yx
@@ -90,7 +92,7 @@ def record_object(engine, image_zyx, window, gt, spacing, rng, modes, cap, key_p
         "seed_area": int(seed_mask.sum()), "seed_score": float(seed.score),
         "seed_inter": int((seed_mask & gt[z0]).sum()), "truth_voxels": int(gt.sum()),
         "truth_slices": [int(zs[0]), int(zs[-1])], "spacing": [float(v) for v in spacing],
-        "chains": {},
+        "window": [float(window.lo), float(window.hi)], "chains": {},
     }  # fmt: skip
     if not seed_mask.any():
         return out
@@ -152,35 +154,43 @@ def group_means(per_case: dict, records: list[dict]) -> tuple[float, float, floa
     return t1, t2, float(np.nanmean([t1, t2]))
 
 
+#: The seed-relative rule measured beside the fixed one: score >= 0.85 x the seed's, overlap 0.6.
+RELATIVE_STOP_RULE = StopRule(stop_score=0.5, stop_overlap=0.6, score_ratio=0.85)
+
+
 def print_report(records: list[dict], modes) -> None:
-    rules = candidate_rules() + [FIXED_STOP_RULE, DEFAULT_STOP_RULE]
+    rules = candidate_rules() + [FIXED_STOP_RULE, DEFAULT_STOP_RULE, RELATIVE_STOP_RULE]
     table = score_table(records, modes, rules)
     ranked = sorted(table, key=lambda k: -group_means(table[k], records)[2])
     print("\nbest 12 (mode, rule): thick / thin / mean of the two")
     for k in ranked[:12]:
         t1, t2, m = group_means(table[k], records)
         print(f"  {k[0]:7s} {rule_text(rules[k[1]]):48s} {t1:.3f} {t2:.3f} {m:.3f}")
-    fixed = len(rules) - 2
+    fixed, default, relative = len(rules) - 3, len(rules) - 2, len(rules) - 1
     best = ranked[0]
     rows = [(f"{m} / fixed 0.85, 0.6", (m, fixed)) for m in modes]
+    rows += [(f"{m} / 0.85 x seed, 0.6", (m, relative)) for m in modes]
+    rows += [(f"{m} / DEFAULT_STOP_RULE", (m, default)) for m in modes]
     rows += [(f"{m} / best for mode", max((k for k in table if k[0] == m),
               key=lambda k: group_means(table[k], records)[2])) for m in modes]  # fmt: skip
-    rows.append(("default (DEFAULT_STOP_RULE, none)", ("none", fixed + 1)))
     names = [r["case"] for r in records]
-    print("\nmean 3D Dice per case (objects averaged within a case)")
+    print("\nmean 3D Dice per case (objects averaged within a case), slice thickness in the header")
     print(f"{'setting':34s}" + "".join(f"{n[:10]:>11s}" for n in names) + "   thick   thin   mean")
+    print(f"{'':34s}" + "".join(f"{r['spacing_z']:>8.2f} mm" for r in records))
     for text, k in rows:
         t1, t2, m = group_means(table[k], records)
         cells = "".join(f"{table[k][n]:11.3f}" for n in names)
         print(f"{text:34s}{cells}  {t1:.3f}  {t2:.3f}  {m:.3f}   [{rule_text(rules[k[1]])}]")
-    print("\nper object: 3D Dice (slices painted / truth slices), fixed 0.85/0.6 box-only vs best")
+    print("\nper object: 3D Dice (slices painted / truth slices) per mode, fixed | 0.85 x seed rule")
     for rec in records:
         for o in rec["objects"]:
-            d0, n0 = replay(o, "none", rules[fixed])
-            d1, n1 = replay(o, best[0], rules[best[1]])
             t = o["truth_slices"][1] - o["truth_slices"][0] + 1
-            print(f"  {rec['case']:22s} label {o['label']:3d}: seed score {o['seed_score']:.2f}, "
-                  f"{d0:.3f} ({n0}/{t}) -> {d1:.3f} ({n1}/{t})")  # fmt: skip
+            cells = []
+            for m in modes:
+                (d0, n0), (d1, n1) = replay(o, m, rules[fixed]), replay(o, m, rules[relative])
+                cells.append(f"{m} {d0:.3f} ({n0}/{t}) | {d1:.3f} ({n1}/{t})")
+            print(f"  {rec['case']:22s} {rec['spacing_z']:.2f} mm label {o['label']:3d}: seed score "
+                  f"{o['seed_score']:.2f}; " + "; ".join(cells))  # fmt: skip
     print(f"\nbest: {best[0]} / {rule_text(rules[best[1]])}")
 
 
@@ -202,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = sweep_engine(args)
     print(f"sweep_propagation: {engine.name} on {args.device}, boxes {loose_box_settings(args.seed)}")
     records = []
-    for case, _, image_zyx, labels_zyx, window, window_text, spacing in loaded_cases(args.cases):
+    cases = loaded_cases(args.cases, args.data_root, args.window_mode)
+    for case, _, image_zyx, labels_zyx, display, window_text, spacing in cases:
         print(f"{case.name}: {image_zyx.shape}, spacing {spacing} mm, {window_text}", flush=True)
         objects = []
         for label in case.label_ids:
@@ -211,14 +222,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             rng = np.random.default_rng([args.seed, zlib.crc32(case.name.encode()), label])
-            obj = record_object(engine, image_zyx, window, gt, spacing, rng, modes, args.cap,
+            z0 = int(np.argmax(gt.sum(axis=(1, 2))))
+            box = loose_box(gt[z0], rng)
+            window = object_window_for(args.window_mode, display, image_zyx, z0, box)
+            obj = record_object(engine, image_zyx, window, gt, spacing, box, modes, args.cap,
                                 ("sweep", case.scan), label)  # fmt: skip
             objects.append(obj)
-            print(f"  label {label}: seed z {obj['z0']} score {obj['seed_score']:.2f}, "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+            print(f"  label {label}: seed z {obj['z0']} score {obj['seed_score']:.2f}, window "
+                  f"[{window.lo:g}, {window.hi:g}], {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
         records.append({"case": case.name, "spacing_z": spacing[0], "objects": objects})
         if args.json_path:  # after every case: a long run that is stopped keeps what it did
             out = {"engine": engine.name, "checkpoint": args.checkpoint, "modes": modes,
+                   "window_mode": args.window_mode,
                    "boxes": loose_box_settings(args.seed), "cap": args.cap, "records": records}  # fmt: skip
             atomic_write_text(args.json_path, json.dumps(out))
             print(f"wrote {args.json_path}", flush=True)

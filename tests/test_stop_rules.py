@@ -139,8 +139,8 @@ def test_sweep_replay_of_one_unstopped_run_equals_propagation_with_each_rule():
     truth = np.array(engine.masks)
     image = np.zeros((21, 32, 32), np.float32)
     spacing = (5.0, 1.0, 1.0)
-    obj = sweep.record_object(engine, image, WINDOW, truth, spacing, np.random.default_rng(0),
-                              ["none"], 30, "v", 1)  # fmt: skip
+    box = sweep.loose_box(truth[10], np.random.default_rng(0))
+    obj = sweep.record_object(engine, image, WINDOW, truth, spacing, box, ["none"], 30, "v", 1)
     seen = set()
     for rule in sweep.candidate_rules()[::3]:
         dice, n = sweep.replay(obj, "none", rule)
