@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -12,6 +13,7 @@ from napari_medsam import cli
 from napari_medsam._cli import _common
 from oracle_engines import EmptyEngine, OracleEngine
 from napari_medsam.io.nifti import load_nifti
+from napari_medsam.prompts.geometry import RESIZE_STRETCH
 
 
 @pytest.fixture
@@ -83,3 +85,44 @@ def test_eval_3d_flags_reach_the_report(nifti_pair, tmp_path, monkeypatch, capsy
     for bad in (["--stop-score", "2"], ["--stop-overlap", "x"], ["--between", "both"]):
         with pytest.raises(SystemExit):
             cli.main([*base, *bad])
+
+
+def test_eval_3d_window_rule_and_mask_prompt_reach_the_model(nifti_pair, tmp_path, monkeypatch):
+    """The per-object window (lung preset here: the objects sit in -900 HU) is what the
+    engine sees unless --window is given; --mask-prompt reaches every propagation."""
+    scan, seg = nifti_pair
+    labels_zyx = load_nifti(seg).data_zyx
+    seen = []
+
+    class Spy(OracleEngine):
+        lowres_side = 256  # a mask-input frame, so binary masks reach predict
+        spec = SimpleNamespace(resize=RESIZE_STRETCH)
+
+        def embed(self, image_yx, cache_key=None):
+            seen.append((cache_key[2], cache_key[3]))
+
+        def predict(self, image_yx, prompt, cache_key=None):
+            seen.append(prompt.prev_logits_lowres is not None)
+            return super().predict(image_yx, prompt, cache_key)
+
+    monkeypatch.setattr(_common, "load_engine", lambda checkpoint, device, **_: Spy(labels_zyx))
+    out = tmp_path / "r.json"
+    base = ["eval", str(scan), str(seg), "--protocol", "3d", "--labels", "1", "--max-clicks", "0",
+            "--json", str(out)]  # fmt: skip
+    assert cli.main([*base, "--window-rule", "preset", "--mask-prompt", "binary"]) == 0
+    report = json.loads(out.read_text())
+    assert report["labels"]["1"]["window"] == [-1350.0, 150.0]
+    assert report["settings"]["window"]["rule"] == "preset"
+    assert report["settings"]["propagation"]["mask_prompt"] == "binary"
+    assert {w for w in seen if isinstance(w, tuple)} == {(-1350.0, 150.0)}
+    assert seen.count(True) >= 2 and seen[1] is False  # the box alone, then mask prompts
+    seen.clear()
+    assert cli.main([*base, "--window-rule", "preset", "--window", "40,400"]) == 0
+    report = json.loads(out.read_text())
+    assert report["labels"]["1"]["window"] == [-160.0, 240.0]  # the user's choice is kept
+    assert report["settings"]["window"]["rule"] == "user"
+    assert {w for w in seen if isinstance(w, tuple)} == {(-160.0, 240.0)}
+    assert cli.main([*base, "--window-rule", "display"]) == 0
+    assert json.loads(out.read_text())["labels"]["1"]["window"] == [-160.0, 240.0]
+    with pytest.raises(SystemExit):
+        cli.main([*base, "--window-rule", "lung"])

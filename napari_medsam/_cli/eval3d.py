@@ -48,9 +48,28 @@ def add_3d_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--between", choices=("fill", "propagate", "keep"), default=None,
                        help="after a click, the slices between corrected slices are filled, "
                             "propagated or kept (default: the app's policy)")  # fmt: skip
+    group.add_argument("--window-rule", choices=("display", "preset", "percentile"),
+                       default=None, help="CT without --window: the model's window per object "
+                       "from its box: the display's soft-tissue window, the CT preset that fits "
+                       "the box and its surroundings (lung, bone, soft tissue) or their "
+                       "percentiles (default: the measured one); --window is always kept")  # fmt: skip
     group.add_argument("--spacing-report", nargs="*", default=None, metavar="REPORT.json",
                        help="also print figures grouped by slice thickness, over this run and "
                             "the given earlier --json reports")  # fmt: skip
+
+
+def _model_window(args: argparse.Namespace, window, window_text: str):
+    """(window or ObjectWindowRule, text): the user's ``--window`` as given, else the rule
+    on the auto window (CT: the soft-tissue window the display starts with)."""
+    from napari_medsam.prompts.object_window import DEFAULT_WINDOW_RULE, ObjectWindowRule
+
+    if args.window:
+        return window, window_text
+    rule = getattr(args, "window_rule", None) or DEFAULT_WINDOW_RULE
+    is_ct = window.kind == "ct"  # auto_window's HU test
+    if rule != "display" and is_ct:
+        window_text += f"; per object: the {rule} rule on its first box (prompts.object_window)"
+    return ObjectWindowRule(rule, window, is_ct), window_text
 
 
 def run_3d(args: argparse.Namespace) -> int:
@@ -80,6 +99,7 @@ def run_3d(args: argparse.Namespace) -> int:
     scan, image_zyx, labels_zyx = _common.load_scan_and_labels(args.scan, args.labels_path)
     labels = parse_labels(args.labels, labels_zyx)
     window, window_text = _common.choose_window(args.window, image_zyx)
+    model_window, window_text = _model_window(args, window, window_text)
     names = _common.label_names(args.labels_path)
     engine = _common.load_engine(args.checkpoint, args.device, **engine_options(args))
     if hasattr(engine, "zoom_in"):
@@ -114,7 +134,7 @@ def run_3d(args: argparse.Namespace) -> int:
         image_zyx,
         labels_zyx,
         labels,
-        window,
+        model_window,
         max_clicks=max_clicks,
         spacing_zyx_mm=tuple(float(v) for v in scan.spacing_zyx_mm),
         label_names=names,
@@ -132,7 +152,8 @@ def run_3d(args: argparse.Namespace) -> int:
         "labels_file": str(Path(args.labels_path).resolve()),
         "labels": labels,
         "max_clicks": max_clicks,
-        "window": {"lo": float(window.lo), "hi": float(window.hi), "kind": str(window.kind)},
+        "window": {"lo": float(window.lo), "hi": float(window.hi), "kind": str(window.kind),
+                   "rule": getattr(model_window, "rule", "user")},
         "checkpoint": args.checkpoint,
         "device": _common.device_of(engine, args),
         "engine": engine.name,

@@ -145,7 +145,9 @@ def evaluate_object(
         (Z, Y, X) image in stored intensities.
     gt_zyx : np.ndarray
         (Z, Y, X) bool truth of the object (not empty).
-    window : IntensityWindow
+    window : IntensityWindow or ObjectWindowRule
+        The model's window, or a rule that chooses it from the first box
+        (:class:`~napari_medsam.prompts.object_window.ObjectWindowRule`).
     label : int
         Id used in the yielded masks and logs.
     max_clicks : int
@@ -173,7 +175,8 @@ def evaluate_object(
         ``truth_slices`` (slices holding the object after box + propagation, and
         in the truth), ``propagation_seconds`` (all propagations),
         ``initial_propagation_seconds``, ``initial_slices`` (slices painted by
-        the first propagation), ``box_seconds``, ``seconds`` (total).
+        the first propagation), ``box_seconds``, ``window`` ([lo, hi] the model
+        saw), ``seconds`` (total).
     """
     t_start = time.perf_counter()
     gt = np.asarray(gt_zyx, bool)
@@ -186,16 +189,20 @@ def evaluate_object(
     options = PropagationOptions(spacing_zyx_mm=spacing, **dict(propagate_kwargs or {}))
     session = AnnotationSession(np.zeros(gt.shape, np.uint16), policy=policy, options=options)
 
-    def run(request):
-        return run_request(engine, volume_zyx, window, request, cache_key_prefix)
-
     if box == "loose":
         rng = np.random.default_rng([DEFAULT_BOX_SEED, int(label)]) if rng is None else rng
         box_yxyx = loose_box(gt[z0], rng)
     else:
         box_yxyx = box_from_mask(gt[z0])
+    if hasattr(window, "for_prompt"):  # the window follows the object's first box
+        window = window.for_prompt(np.asarray(volume_zyx[z0]), box_yxyx)
+
+    def run(request):
+        return run_request(engine, volume_zyx, window, request, cache_key_prefix)
+
     record = interact_object(session, run, gt, label, box_yxyx, max_clicks, spacing_zyx_mm)
-    return {**record, "seconds": float(time.perf_counter() - t_start)}
+    return {**record, "window": [float(window.lo), float(window.hi)],
+            "seconds": float(time.perf_counter() - t_start)}  # fmt: skip
 
 
 def interact_object(
@@ -313,7 +320,8 @@ def run_protocol3d(
         (Z, Y, X) integer truth.
     label_ids : sequence of int
         Objects to evaluate; ids absent from the truth are reported as skipped.
-    window : IntensityWindow
+    window : IntensityWindow or ObjectWindowRule
+        See :func:`evaluate_object`.
     max_clicks : int
     spacing_zyx_mm : sequence of float, optional
     label_names : mapping, optional

@@ -15,6 +15,8 @@ Measured with ``benchmarks/sweep_propagation.py --window-mode``; see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from napari_medsam.prompts.intensity import IntensityWindow
@@ -32,6 +34,8 @@ BONE_HU = 250.0
 PCT_WIDTH = (400.0, 2000.0)
 #: The window modes a benchmark or a caller may ask for.
 OBJECT_WINDOW_RULES = ("display", "preset", "percentile")
+#: The rule ``eval --protocol 3d`` uses without ``--window`` / ``--window-rule``.
+DEFAULT_WINDOW_RULE = "display"
 
 
 def box_and_ring(slice_yx: np.ndarray, box_yxyx) -> tuple[np.ndarray, np.ndarray]:
@@ -144,3 +148,30 @@ def window_for_prompt(
     if rule == "preset":
         return object_window(slice_yx, box_yxyx)
     return percentile_window(slice_yx, box_yxyx)
+
+
+@dataclass(frozen=True)
+class ObjectWindowRule:
+    """A window rule bound to a scan: what a caller holds instead of one fixed window.
+
+    Attributes
+    ----------
+    rule : str
+        One of :data:`OBJECT_WINDOW_RULES`.
+    display : IntensityWindow
+        The display's (or the scan's auto) window, kept for ``"display"`` and non-CT scans.
+    is_ct : bool
+        Whether the scan is CT in Hounsfield units.
+    """
+
+    rule: str
+    display: IntensityWindow
+    is_ct: bool
+
+    def __post_init__(self) -> None:
+        if self.rule not in OBJECT_WINDOW_RULES:
+            raise ValueError(f"window rule must be one of {OBJECT_WINDOW_RULES}, got {self.rule!r}")
+
+    def for_prompt(self, slice_yx: np.ndarray, box_yxyx) -> IntensityWindow:
+        """The window of an object prompted with ``box_yxyx`` on the (H, W) ``slice_yx``."""
+        return window_for_prompt(self.rule, self.display, slice_yx, box_yxyx, self.is_ct)
