@@ -29,11 +29,19 @@ def test_ring_surrounds_the_box_and_is_clipped_to_the_slice():
     image = np.arange(100, dtype=np.float32).reshape(10, 10)
     inside, ring = box_and_ring(image, (2, 3, 4, 5))
     assert sorted(inside) == sorted(image[2:5, 3:6].ravel())
-    assert ring.size == 100 - 9  # the 8 px minimum ring covers the rest of the slice
+    assert ring.size == 9 * 10 - 9  # the 4 px minimum ring, clipped at rows 0..8, cols 0..9
+    assert image[9, 9] not in ring and image[8, 9] in ring and image[9, 0] not in ring
     image[0, 0] = np.nan
-    assert box_and_ring(image, (2, 3, 4, 5))[1].size == 90
+    assert box_and_ring(image, (2, 3, 4, 5))[1].size == 80
     with pytest.raises(ValueError, match="not"):
         box_and_ring(image, (4, 3, 2, 5))
+
+
+def test_an_organ_in_a_box_whose_far_surroundings_are_air_keeps_soft_tissue():
+    image = np.full((64, 64), -1000.0, np.float32)  # outside the body
+    image[8:56, 8:56] = 40.0  # the organ fills the box, the body ends 4-7 px beyond it
+    image[14:50, 14:50] = 60.0
+    assert object_window(image, (12, 12, 51, 51)) == SOFT
 
 
 @pytest.mark.parametrize(
