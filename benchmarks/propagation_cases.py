@@ -98,7 +98,10 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
                              "object from its box: CT preset or box percentiles")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the loose boxes")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--checkpoint", default=None, help="default: the bundled LiteMedSAM")
+    parser.add_argument("--checkpoint", default=None,
+                        help="default: the app's default engine (LiteMedSAM + the shipped click "
+                             "decoder; a box alone still goes to the bundled decoder); "
+                             "'litemedsam': the bundled model alone")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--embed-cache", default="/tmp/medsam-bench-embeddings",
                         help="folder for slice embeddings kept between runs ('' = none)")  # fmt: skip
@@ -187,7 +190,7 @@ def cached_engine(checkpoint: str | None, device: str, folder: str | None):
     if folder is None or getattr(engine, "clicks_change_embedding", False):
         return engine
     source = "bundled"
-    if checkpoint:
+    if checkpoint and Path(checkpoint).is_file():  # else "litemedsam": the bundled model
         stat = Path(checkpoint).stat()
         source = f"{Path(checkpoint).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     tag = f"{engine.name}|{source}"
