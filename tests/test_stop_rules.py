@@ -176,3 +176,21 @@ def test_the_default_mask_prompt_is_the_engines_then_the_measured_one(monkeypatc
     assert pp.default_mask_prompt(engine) == "binary"
     _items(engine, stop_overlap=0.0)  # and reaches the prompts
     np.testing.assert_array_equal(engine.prompts[12].prev_logits_lowres > 0, engine.masks[11])
+
+
+def test_the_click_engine_propagates_with_the_box_alone_as_measured():
+    """The shipped default engine declares box-only propagation (the bundled decoder);
+    ``mask_prompt`` still overrides it (``--mask-prompt logits``)."""
+    from napari_medsam.model.click.engine import ClickEngine
+    from napari_medsam.tasks import propagate_prompts as pp
+
+    engine = ClickEngine.__new__(ClickEngine)  # the declaration only, no weights
+    assert pp.default_mask_prompt(engine) == "none"
+    shrink = ShrinkingEngine(21)
+    shrink.propagation_mask_prompt = ClickEngine.propagation_mask_prompt
+    _items(shrink, stop_overlap=0.0)
+    assert shrink.prompts and all(p.prev_logits_lowres is None for p in shrink.prompts.values())
+    shrink = ShrinkingEngine(21)
+    shrink.propagation_mask_prompt = ClickEngine.propagation_mask_prompt
+    _items(shrink, stop_overlap=0.0, mask_prompt="logits")
+    assert shrink.prompts[12].prev_logits_lowres is not None
