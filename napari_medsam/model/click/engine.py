@@ -73,10 +73,12 @@ class ClickEngine(SamEngine):
     #: ``benchmarks/sweep_propagation.py --modes none,logits`` with this engine, a seeded
     #: loose box, the default 0.85 / 0.6 stop rule, 3D Dice box-only vs logits: lung1 5 mm
     #: .688 / .515, brain2 6.5 mm .527 / .527, t2s 7.5 mm .247 / .077, STS_002 3.3 mm
-    #: .847 / .186, STS_003 .825 / .148. The decoder's IoU head scores mask-prompted
+    #: .847 / .186, STS_003 .825 / .148, ``totalseg_ct_full`` 3 mm spleen .951 / .097,
+    #: kidney R .894 / .140 (box only equals the bundled model's figures bit for bit).
+    #: The decoder's IoU head scores mask-prompted
     #: slices low (0.5-0.8), and its masks stick to the previous one past the object's end
     #: (overlap 0.8-0.95 on empty slices), so no replayed stop rule lets logits win:
-    #: best rule per mode, thick .479 / .463, thin .848 / .749 (see
+    #: best rule per mode, thick (>= 5 mm) .487 / .463, thin .865 / .772 (see
     #: :mod:`napari_medsam.tasks.stop_rules`).
     propagation_mask_prompt = "none"
 
