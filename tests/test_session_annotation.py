@@ -112,3 +112,50 @@ def test_the_session_saves_once_per_change_and_once_per_run():
         session.apply_result(SliceMask(2, 1, mask, 1.0, None), by_user=False)
         assert len(saves) == 1  # a propagation is saved once, when it ends
     assert len(saves) == 2
+
+
+@pytest.mark.parametrize("where", ["one slice", "across slices"])
+def test_a_flood_of_prompts_keeps_the_session_bounded(where):
+    """Issue 12's race memory, without Qt: logits cache and undo history stay bounded.
+
+    Each result carries a full (256, 256) float32 logit map (256 KiB): a session that kept
+    one per prompt, or a slice copy per undo step, grows by tens of MiB over 200 prompts.
+    """
+    import tracemalloc
+
+    n_z, side = 12, 96
+    session = AnnotationSession(np.zeros((n_z, side, side), np.uint8))
+    rng = np.random.default_rng(1)
+    placed: dict[int, list] = {}
+    latest: dict[int, int] = {}  # z -> the prompt whose logits the slice holds
+
+    def prompt(k):
+        z = 5 if where == "one slice" else k % n_z
+        y, x = (int(v) for v in rng.integers(6, side - 6, 2))
+        placed.setdefault(z, []).append((y, x))
+        points = np.array(placed[z], np.float32)
+        request = session.segment_request(1, z, SlicePrompt(points, np.ones(len(points)), None))
+        fed_back = request.prompt.prev_logits_lowres  # the slice's latest result only
+        assert (None if fed_back is None else fed_back[0, 0]) == latest.get(z)
+        latest[z] = k
+        mask = np.zeros((side, side), bool)
+        mask[y - 3 : y + 4, x - 3 : x + 4] = True
+        logits = np.full((256, 256), k, np.float32)
+        session.apply_result(SliceMask(z, 1, mask, 0.9, logits), by_user=True)
+
+    for k in range(120):  # past the undo stack's 100 steps
+        prompt(k)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for k in range(120, 320):
+            prompt(k)
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    # allocations from before the start are not traced: the live maps (one a slice) count
+    live_logits = min(n_z, len(placed)) * 256 * 256 * 4
+    assert grown < live_logits + 2**20, f"{grown / 2**20:.1f} MiB over 200 prompts"
+    assert len(session.logits) <= n_z  # one logit map per slice, the latest
+    assert len(session.undo_stack.undo_names) <= session.undo_stack.max_steps
+    assert {z: int(v[0, 0]) for (_, z), v in session.logits.items()} == latest

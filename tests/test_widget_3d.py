@@ -11,7 +11,7 @@ import pytest
 from fakes import FakeEngine
 from napari.utils.key_bindings import KeyBinding
 
-from napari_medsam._qt import dialogs
+from napari_medsam._qt import dialogs, files
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.session import LabelRegistry
 
@@ -350,7 +350,7 @@ def test_undo_is_per_object(make_napari_viewer, qtbot, phantom):
 
 
 def test_unreadable_session_is_set_aside_not_lost(
-    make_napari_viewer, qtbot, phantom, tmp_path, never_ask
+    make_napari_viewer, qtbot, phantom, tmp_path, never_ask, monkeypatch
 ):
     path = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(phantom.image_zyx.T.copy(), np.eye(4)), path)
@@ -369,6 +369,9 @@ def test_unreadable_session_is_set_aside_not_lost(
         snapshot.write_bytes(b"not an npz")
     for journal in session_dir.glob("journal-*.bin"):
         journal.unlink()  # nothing to replay from: the snapshot is needed
+    shown = []
+    monkeypatch.setattr(files, "show_warning", lambda text: shown.append(("warning", text)))
+    monkeypatch.setattr(files, "show_info", lambda text: shown.append(("info", text)))
     viewer2 = make_napari_viewer()
     viewer2.open(str(path), plugin="napari-medsam")
     _, widget2 = viewer2.window.add_plugin_dock_widget(*WIDGET)
@@ -377,6 +380,10 @@ def test_unreadable_session_is_set_aside_not_lost(
     assert not widget2.labels.data.any()
     kept = list(tmp_path.glob("scan.medsam-session.unreadable-*"))
     assert len(kept) == 1 and (kept[0] / snapshots[0].name).read_bytes() == b"not an npz"
+    # the user is told, once, that the session could not be read and where its files are
+    assert [kind for kind, _ in shown] == ["warning"], shown
+    text = shown[0][1]
+    assert "cannot be read" in text and str(kept[0]) in text and "new session" in text, text
     # the new session starts cleanly beside it
     widget2.engine = FakeEngine()
     _add_box(viewer2.layers["boxes"], widget2.image, 4, 10, 10, 29, 29)
