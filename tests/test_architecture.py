@@ -179,3 +179,30 @@ def test_qt_and_napari_only_in_the_qt_package_and_the_viewer_commands():
         if _imports(path) & set(GUI_MODULES):
             outside.append(rel)
     assert outside == []
+
+
+MAX_PARAMS = 10  # DESIGN.md: settings objects instead of long signatures
+
+
+def _param_counts(source: str):
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+            names += [p.arg for p in (a.vararg, a.kwarg) if p is not None]
+            yield node.name, len([n for n in names if n not in ("self", "cls")])
+
+
+def test_the_parameter_counter_counts():
+    counts = dict(_param_counts("def f(self, a, b=1, *c, d, **e): pass\ndef g(): pass"))
+    assert counts == {"f": 5, "g": 0}
+
+
+def test_no_function_has_more_than_ten_parameters():
+    long = [
+        f"{path.relative_to(PKG)}:{name} ({n})"
+        for path in sorted(PKG.rglob("*.py"))
+        for name, n in _param_counts(path.read_text())
+        if n > MAX_PARAMS
+    ]
+    assert long == []

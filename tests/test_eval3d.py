@@ -10,6 +10,7 @@ from napari_medsam.evaluation.protocol3d import (
     dice3d,
     dsc_auc,
     next_click_3d,
+    Protocol3DSettings,
     run_protocol3d,
 )
 from napari_medsam.evaluation.report3d import format_table3d
@@ -65,8 +66,8 @@ def test_next_click_goes_to_centre_of_largest_error_component():
 def test_oracle_engine_gives_dice_one_without_clicks():
     labels = _volume()
     engine = OracleEngine(labels)
-    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1, 2, 9], WINDOW, max_clicks=5,
-                            label_names={1: "ball", 2: "cube"})  # fmt: skip
+    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1, 2, 9], WINDOW,
+                            Protocol3DSettings(max_clicks=5), {1: "ball", 2: "cube"})  # fmt: skip
     assert report["skipped"] == [9]
     for key in ("1", "2"):
         r = report["labels"][key]
@@ -83,7 +84,8 @@ def test_oracle_engine_gives_dice_one_without_clicks():
 def test_empty_engine_gives_dice_zero_and_clicks_positive():
     labels = _volume()
     engine = EmptyEngine()
-    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW, max_clicks=3)
+    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW,
+                            Protocol3DSettings(max_clicks=3))
     r = report["labels"]["1"]
     assert r["dice_per_interaction"] == [0.0] * 4 and r["final_dice"] == 0.0 and r["dsc_auc"] == 0.0
     assert len(r["clicks"]) == 3 and all(c["positive"] for c in r["clicks"])
@@ -106,7 +108,8 @@ class StubbornOracle(OracleEngine):
 def test_a_click_corrects_a_slice_and_repropagation_recovers_the_rest():
     labels = _volume()
     engine = StubbornOracle(labels, bad_z=8)
-    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW, max_clicks=5)
+    report = run_protocol3d(engine, labels.astype(np.float32), labels, [1], WINDOW,
+                            Protocol3DSettings(max_clicks=5))
     r = report["labels"]["1"]
     d = r["dice_per_interaction"]
     assert d[0] < 0.9  # propagation up stopped at slice 8
@@ -156,7 +159,7 @@ def test_every_gap_policy_recovers_and_the_report_states_policy_box_and_stops():
     reports = {
         gaps: run_protocol3d(
             StubbornOracle(labels, bad_z=8), labels.astype(np.float32), labels, [1], WINDOW,
-            policy=RepropagationPolicy(gaps=gaps),
+            Protocol3DSettings(policy=RepropagationPolicy(gaps=gaps)),
         )
         for gaps in GAP_MODES
     }  # fmt: skip
@@ -170,10 +173,10 @@ def test_every_gap_policy_recovers_and_the_report_states_policy_box_and_stops():
     assert ups[0]["text"] == f"stopped above slice 8: {ups[0]['reason']}"
     assert r["slices_reached"] < r["truth_slices"]
     tight = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW,
-                           box="tight")  # fmt: skip
+                           Protocol3DSettings(box="tight"))  # fmt: skip
     assert tight["box"] == {"kind": "tight"}
     with pytest.raises(ValueError, match="box"):
-        run_protocol3d(EmptyEngine(), labels.astype(np.float32), labels, [1], WINDOW, box="x")
+        Protocol3DSettings(box="x")
     with pytest.raises(ValueError, match="gaps"):
         RepropagationPolicy(gaps="x")
 
@@ -183,7 +186,7 @@ def test_the_loose_box_is_seeded_and_holds_the_object():
     a = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW)
     b = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW)
     c = run_protocol3d(OracleEngine(labels), labels.astype(np.float32), labels, [1], WINDOW,
-                       box_seed=3)  # fmt: skip
+                       Protocol3DSettings(box_seed=3))  # fmt: skip
     box_a, box_c = a["labels"]["1"]["box"], c["labels"]["1"]["box"]
     assert box_a == b["labels"]["1"]["box"] and box_a != box_c
     z = a["labels"]["1"]["z_start"]

@@ -82,7 +82,7 @@ def run_3d(args: argparse.Namespace) -> int:
     from napari_medsam._cli import _common
     from napari_medsam._cli.backend_args import engine_options
     from napari_medsam.evaluation.cases import parse_labels
-    from napari_medsam.evaluation.protocol3d import run_protocol3d
+    from napari_medsam.evaluation.protocol3d import Protocol3DSettings, run_protocol3d
     from napari_medsam.evaluation.report import write_json
     from napari_medsam.evaluation.report3d import (
         format_spacing_report,
@@ -129,21 +129,17 @@ def run_3d(args: argparse.Namespace) -> int:
         if getattr(args, k, None) is not None
     }  # fmt: skip
     box_kind, box_seed = getattr(args, "box_kind", "loose"), int(getattr(args, "box_seed", 0))
-    report = run_protocol3d(
-        engine,
-        image_zyx,
-        labels_zyx,
-        labels,
-        model_window,
+    settings = Protocol3DSettings(
         max_clicks=max_clicks,
         spacing_zyx_mm=tuple(float(v) for v in scan.spacing_zyx_mm),
-        label_names=names,
         cache_key_prefix=("eval3d", str(Path(args.scan).resolve())),
-        progress=progress,
         propagate_kwargs=overrides,
         policy=policy,
         box=box_kind,
         box_seed=box_seed,
+    )
+    report = run_protocol3d(
+        engine, image_zyx, labels_zyx, labels, model_window, settings, names, progress
     )
     print(format_table3d(report))
     print(format_stops3d(report))

@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -66,6 +67,48 @@ BOXES = ("loose", "tight")
 DEFAULT_BOX_SEED = 0
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Protocol3DSettings:
+    """How the protocol is run, the same for every object of a volume.
+
+    Attributes
+    ----------
+    max_clicks : int
+        Corrective clicks after box + propagation.
+    spacing_zyx_mm : tuple of 3 float, optional
+        For the click's distance transform, the stop rule and the fill.
+    cache_key_prefix : hashable
+        Identity of the volume for the engine's embedding cache.
+    propagate_kwargs : mapping, optional
+        Extra fields of :class:`~napari_medsam.tasks.propagate_options.PropagationOptions`
+        (stop rule, thresholds, mask prompt, ...), for every propagation.
+    policy : RepropagationPolicy
+        What follows a click (the app's Re-propagate policy by default).
+    box : {"loose", "tight"}
+        The first prompt: a loose box (seeded), or the truth's box.
+    box_seed : int
+        Object ``label``'s loose box is drawn with ``default_rng([box_seed, label])``.
+    """
+
+    max_clicks: int = 5
+    spacing_zyx_mm: tuple[float, float, float] | None = None
+    cache_key_prefix: Hashable = "protocol3d"
+    propagate_kwargs: Mapping | None = None
+    policy: RepropagationPolicy = DEFAULT_POLICY
+    box: str = "loose"
+    box_seed: int = DEFAULT_BOX_SEED
+
+    def __post_init__(self) -> None:
+        if self.box not in BOXES:
+            raise ValueError(f"box must be one of {BOXES}, got {self.box!r}")
+        if self.spacing_zyx_mm is not None:
+            spacing = tuple(float(v) for v in self.spacing_zyx_mm)
+            object.__setattr__(self, "spacing_zyx_mm", spacing)
+
+
+DEFAULT_SETTINGS = Protocol3DSettings()
 
 
 def dice3d(pred_zyx: np.ndarray, gt_zyx: np.ndarray) -> float:
@@ -128,12 +171,7 @@ def evaluate_object(
     gt_zyx: np.ndarray,
     window,
     label: int = 1,
-    max_clicks: int = 5,
-    spacing_zyx_mm: Sequence[float] | None = None,
-    cache_key_prefix: Hashable = "protocol3d",
-    propagate_kwargs: Mapping | None = None,
-    policy: RepropagationPolicy = DEFAULT_POLICY,
-    box: str = "loose",
+    settings: Protocol3DSettings = DEFAULT_SETTINGS,
     rng: np.random.Generator | None = None,
 ) -> dict:
     """Run the 3D protocol on one object.
@@ -150,20 +188,10 @@ def evaluate_object(
         (:class:`~napari_medsam.prompts.object_window.ObjectWindowRule`).
     label : int
         Id used in the yielded masks and logs.
-    max_clicks : int
-    spacing_zyx_mm : sequence of float, optional
-        For the click's distance transform, the stop rule and the fill.
-    cache_key_prefix : hashable
-        Identity of the volume for the engine's embedding cache.
-    propagate_kwargs : mapping, optional
-        Extra arguments of :func:`~napari_medsam.tasks.propagate.propagate`
-        (stop rule, thresholds, mask prompt, ...), for every propagation.
-    policy : RepropagationPolicy
-        What follows a click (the app's Re-propagate policy by default).
-    box : {"loose", "tight"}
-        The first prompt: a loose box drawn with ``rng``, or the truth's box.
+    settings : Protocol3DSettings
+        Clicks, spacing, cache key, propagation options, policy and box kind.
     rng : np.random.Generator, optional
-        For the loose box (default: seeded with :data:`DEFAULT_BOX_SEED` and ``label``).
+        For a loose box (default: seeded with ``settings.box_seed`` and ``label``).
 
     Returns
     -------
@@ -182,15 +210,14 @@ def evaluate_object(
     gt = np.asarray(gt_zyx, bool)
     if not gt.any():
         raise ValueError(f"label {label}: the truth is empty")
-    if box not in BOXES:
-        raise ValueError(f"box must be one of {BOXES}, got {box!r}")
     z0 = int(np.argmax(gt.sum(axis=(1, 2))))
-    spacing = None if spacing_zyx_mm is None else tuple(float(v) for v in spacing_zyx_mm)
-    options = PropagationOptions(spacing_zyx_mm=spacing, **dict(propagate_kwargs or {}))
-    session = AnnotationSession(np.zeros(gt.shape, np.uint16), policy=policy, options=options)
-
-    if box == "loose":
-        rng = np.random.default_rng([DEFAULT_BOX_SEED, int(label)]) if rng is None else rng
+    spacing = settings.spacing_zyx_mm
+    options = PropagationOptions(spacing_zyx_mm=spacing, **dict(settings.propagate_kwargs or {}))
+    session = AnnotationSession(
+        np.zeros(gt.shape, np.uint16), policy=settings.policy, options=options
+    )
+    if settings.box == "loose":
+        rng = np.random.default_rng([settings.box_seed, int(label)]) if rng is None else rng
         box_yxyx = loose_box(gt[z0], rng)
     else:
         box_yxyx = box_from_mask(gt[z0])
@@ -198,9 +225,9 @@ def evaluate_object(
         window = window.for_prompt(np.asarray(volume_zyx[z0]), box_yxyx)
 
     def run(request):
-        return run_request(engine, volume_zyx, window, request, cache_key_prefix)
+        return run_request(engine, volume_zyx, window, request, settings.cache_key_prefix)
 
-    record = interact_object(session, run, gt, label, box_yxyx, max_clicks, spacing_zyx_mm)
+    record = interact_object(session, run, gt, label, box_yxyx, settings.max_clicks, spacing)
     return {**record, "window": [float(window.lo), float(window.hi)],
             "seconds": float(time.perf_counter() - t_start)}  # fmt: skip
 
@@ -299,15 +326,9 @@ def run_protocol3d(
     labels_zyx: np.ndarray,
     label_ids: Sequence[int],
     window,
-    max_clicks: int = 5,
-    spacing_zyx_mm: Sequence[float] | None = None,
+    settings: Protocol3DSettings = DEFAULT_SETTINGS,
     label_names: Mapping[int, str] | None = None,
-    cache_key_prefix: Hashable = "protocol3d",
-    propagate_kwargs: Mapping | None = None,
     progress: Callable[[int, int, int], None] | None = None,
-    policy: RepropagationPolicy = DEFAULT_POLICY,
-    box: str = "loose",
-    box_seed: int = DEFAULT_BOX_SEED,
 ) -> dict:
     """Run the interactive 3D protocol on several objects of one volume.
 
@@ -322,21 +343,12 @@ def run_protocol3d(
         Objects to evaluate; ids absent from the truth are reported as skipped.
     window : IntensityWindow or ObjectWindowRule
         See :func:`evaluate_object`.
-    max_clicks : int
-    spacing_zyx_mm : sequence of float, optional
+    settings : Protocol3DSettings
+        The same for every object.
     label_names : mapping, optional
         id -> name for the report.
-    cache_key_prefix : hashable
-    propagate_kwargs : mapping, optional
-        See :func:`evaluate_object`.
     progress : callable, optional
         ``progress(done, total, label)`` after each object.
-    policy : RepropagationPolicy
-        See :func:`evaluate_object`.
-    box : {"loose", "tight"}
-        See :func:`evaluate_object`.
-    box_seed : int
-        Object ``label``'s loose box is drawn with ``default_rng([box_seed, label])``.
 
     Returns
     -------
@@ -360,37 +372,24 @@ def run_protocol3d(
         if not gt.any():
             skipped.append(int(label))
             continue
-        record = evaluate_object(
-            engine, volume_zyx, gt, window, int(label), max_clicks, spacing_zyx_mm,
-            cache_key_prefix, propagate_kwargs, policy, box,
-            np.random.default_rng([int(box_seed), int(label)]),
-        )  # fmt: skip
-        per_label[str(int(label))] = {
-            "name": names.get(int(label), f"label {int(label)}"),
-            **record,
-        }
+        record = evaluate_object(engine, volume_zyx, gt, window, int(label), settings)
+        per_label[str(int(label))] = {"name": names.get(int(label), f"label {label}"), **record}
         logger.info(
             "label %s: final Dice %.4f, AUC %.4f", label, record["final_dice"], record["dsc_auc"]
         )
         if progress is not None:
             progress(i + 1, len(label_ids), int(label))
-    mean = None
-    if per_label:
-        recs = list(per_label.values())
-        mean = {
-            "final_dice": float(np.mean([r["final_dice"] for r in recs])),
-            "dsc_auc": float(np.mean([r["dsc_auc"] for r in recs])),
-            "dice_per_interaction": np.mean(
-                [r["dice_per_interaction"] for r in recs], axis=0
-            ).tolist(),
-            "propagation_seconds": float(np.mean([r["propagation_seconds"] for r in recs])),
-        }
+    recs = list(per_label.values())
+    keys = ("final_dice", "dsc_auc", "dice_per_interaction", "propagation_seconds")
+    mean = {k: np.mean([r[k] for r in recs], axis=0).tolist() for k in keys} if recs else None
     return {
         "protocol": "3d",
         "engine": getattr(engine, "name", type(engine).__name__),
-        "max_clicks": int(max_clicks),
-        "policy": policy.to_dict(),
-        "box": loose_box_settings(box_seed) if box == "loose" else {"kind": "tight"},
+        "max_clicks": int(settings.max_clicks),
+        "policy": settings.policy.to_dict(),
+        "box": (
+            loose_box_settings(settings.box_seed) if settings.box == "loose" else {"kind": "tight"}
+        ),
         "labels": per_label,
         "skipped": skipped,
         "mean": mean,
