@@ -14,16 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from napari_medsam.session.autosave import (
-    Autosaver,
-    candidate_dirs,
-    discard,
-    find_session,
-    read_session_info,
-    restore,
-    session_dir_for,
-    write_session,
-)
+from napari_medsam.session.autosave import Autosaver
+from napari_medsam.session.saved import discard, find_session, read_session_info, restore
+from napari_medsam.session.store import candidate_dirs, session_dir_for, write_session
 from napari_medsam.session.journal import SegmentWriter
 from napari_medsam.session.labels import LabelRegistry
 from napari_medsam.session.state import SessionState

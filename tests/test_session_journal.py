@@ -9,12 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from napari_medsam.session.autosave import (
-    Autosaver,
-    SessionCorruptError,
-    read_session_info,
-    restore,
-)
+from napari_medsam.session.autosave import Autosaver
+from napari_medsam.session.replay import SessionCorruptError
+from napari_medsam.session.saved import read_session_info, restore
 from napari_medsam.session.journal import (
     SegmentWriter,
     apply_runs,

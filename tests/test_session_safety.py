@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_medsam.session.autosave import Autosaver, find_session, restore_report
+from napari_medsam.session.autosave import Autosaver
+from napari_medsam.session.saved import find_session, restore_report
 from napari_medsam.session.journal import SegmentWriter
 from napari_medsam.session.resume import resume_session
 from napari_medsam.session.state import SessionState

@@ -7,18 +7,14 @@ Pure Python / numpy. The widget keeps one of each per scan and stays thin:
 - :func:`~napari_medsam.session.painting.paint_mask`: the one painting rule.
 - :class:`~napari_medsam.session.undo.UndoStack`: sparse multi-level undo/redo with groups.
 - :class:`~napari_medsam.session.state.SessionState`: prompts, corrections, names, locks.
-- :class:`~napari_medsam.session.autosave.Autosaver`, :func:`~napari_medsam.session.autosave.find_session`,
-  :func:`~napari_medsam.session.autosave.restore`.
+- :class:`~napari_medsam.session.autosave.Autosaver`, :func:`~napari_medsam.session.saved.find_session`,
+  :func:`~napari_medsam.session.saved.restore`.
 """
 
-from napari_medsam.session.autosave import (
-    Autosaver,
-    SessionCorruptError,
-    SessionInfo,
-    find_session,
-    restore,
-    session_dir_for,
-)
+from napari_medsam.session.autosave import Autosaver
+from napari_medsam.session.replay import SessionCorruptError
+from napari_medsam.session.saved import SessionInfo, find_session, restore
+from napari_medsam.session.store import session_dir_for
 from napari_medsam.session.labels import LabelInfo, LabelRegistry
 from napari_medsam.session.painting import LockedLabelError, paint_mask
 from napari_medsam.session.state import SessionState

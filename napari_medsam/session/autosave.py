@@ -4,8 +4,8 @@
 :mod:`napari_medsam.session.store` up to date: a sparse journal record per
 change (written and fsynced on a saver thread), and a full snapshot every few
 seconds (on a second thread, while the journal goes on). Finding and restoring
-a saved session (:func:`find_session`, :func:`restore`) live in ``store`` and
-are re-exported here.
+a saved session (:func:`~.saved.find_session`, :func:`~.saved.restore`) live in
+:mod:`napari_medsam.session.saved`.
 
 Its health is visible: :attr:`Autosaver.health` says whether the last saves
 worked and why not, and ``on_health`` is called each time that flips (a
@@ -30,42 +30,14 @@ from napari_medsam.session.journal import SegmentWriter, encode_runs, segment_na
 from napari_medsam.session.recovery import holds_session_files, set_aside
 from napari_medsam.session.saver_parts import Copies, SaveHealth, reason_of
 from napari_medsam.session.state import SessionState
+from napari_medsam.session.saved import read_session_info
 from napari_medsam.session.store import (
-    Restored,
-    SessionCorruptError,
-    SessionInfo,
     _scan_identity,
     base_entry,
-    candidate_dirs,
     cleanup,
-    default_cache_root,
-    discard,
-    find_session,
-    read_session_info,
-    restore,
-    restore_report,
-    session_dir_for,
     write_pointer,
-    write_session,
     write_snapshot,
 )
-
-__all__ = [
-    "Autosaver",
-    "Restored",
-    "SaveHealth",
-    "SessionCorruptError",
-    "SessionInfo",
-    "candidate_dirs",
-    "default_cache_root",
-    "discard",
-    "find_session",
-    "read_session_info",
-    "restore",
-    "restore_report",
-    "session_dir_for",
-    "write_session",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -27,16 +27,9 @@ import numpy as np
 
 from napari_medsam.session.recovery import holds_session_files, set_aside
 from napari_medsam.session.state import SessionState
-from napari_medsam.session.store import (
-    SessionCorruptError,
-    SessionInfo,
-    _scan_identity,
-    candidate_dirs,
-    find_session,
-    read_session_info,
-    restore_report,
-    write_session,
-)
+from napari_medsam.session.replay import SessionCorruptError
+from napari_medsam.session.saved import SessionInfo, find_session, read_session_info, restore_report
+from napari_medsam.session.store import _scan_identity, candidate_dirs, write_session
 
 logger = logging.getLogger(__name__)
 

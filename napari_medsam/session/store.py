@@ -1,4 +1,4 @@
-"""A saved session on disk: its folder, snapshots and journal; finding and restoring it.
+"""A saved session on disk: its folder, snapshots, pointer and journal, and how they are written.
 
 Layout of a session folder (``<scan stem>.medsam-session/`` next to the scan, or
 under the user cache when the scan's folder is read-only)::
@@ -10,7 +10,7 @@ under the user cache when the scan's folder is read-only)::
 Every change the app makes is one *generation*. A *base* is a snapshot (or, at
 the start of a lineage, an all-zero volume) with the session state at its
 generation; the journal segments of the pointer's lineage hold the changes
-after it, each a sparse diff plus the session state. :func:`restore` loads the
+after it, each a sparse diff plus the session state. :func:`~.saved.restore` loads the
 newest readable base and replays the complete journal records after it; a
 record torn by a kill ends the replay, losing only that record's change.
 
@@ -18,15 +18,15 @@ Crash safety: snapshots and the pointer are written with
 :func:`napari_medsam.io.atomic.atomic_write` (temporary file, fsync, rename); journal records are appended and fsynced one by one, and a
 lineage's pointer is written only after its first record. The pointer keeps the
 previous snapshot as a fallback (with the journal from it): if the newest
-snapshot is unreadable, :func:`restore` falls back to it and still replays
+snapshot is unreadable, :func:`~.saved.restore` falls back to it and still replays
 every change. Only when no base can be read does it raise
 :class:`SessionCorruptError`. Journals of another lineage (another autosaver,
 another scan) or whose header names another shape or dtype are ignored.
 
 Nothing is lost silently: an unreadable or missing pointer is rebuilt from the
 newest readable snapshot and journal (:mod:`.recovery`); a damaged journal, a
-missing change or an unreadable snapshot is named in :attr:`SessionInfo.notes`
-and :attr:`Restored.notes`; cleanup deletes old snapshots only once the new one
+missing change or an unreadable snapshot is named in :attr:`~.saved.SessionInfo.notes`
+and :attr:`~.saved.Restored.notes`; cleanup deletes old snapshots only once the new one
 reads back.
 """
 
@@ -39,7 +39,6 @@ import os
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +46,7 @@ import numpy as np
 from napari_medsam.io.atomic import atomic_write
 from napari_medsam.session.journal import parse_segment_name
 from napari_medsam.session.labels import sidecar_stem
-from napari_medsam.session.recovery import holds_session_files, recover_pointer, set_aside
-from napari_medsam.session.replay import SessionCorruptError, replay
-from napari_medsam.session.state import SessionState
+from napari_medsam.session.recovery import holds_session_files, recover_pointer
 
 logger = logging.getLogger(__name__)
 
@@ -254,177 +251,3 @@ def write_session(
     write_pointer(session_dir, lineage, bases, labels_zyx, state)
     cleanup(session_dir, lineage, bases)
     return session_dir / POINTER
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    """A saved session found for a scan.
-
-    Attributes
-    ----------
-    session_dir : Path
-    generation : int
-        The last change that can be restored (snapshot plus journal).
-    saved_at : float
-        POSIX time of that change's save.
-    shape_zyx : tuple of int
-    scan_matches : bool
-        False when the scan's size or modification time differ from when the
-        session was saved (the file changed, or is a copy: ask before restoring).
-    label_names : dict
-        id -> name of the saved labels, for the "restore?" question.
-    notes : tuple of str
-        What is wrong with the saved files and what a restore would lose (empty
-        when the session is intact).
-    recovered : bool
-        ``session.json`` was unreadable or missing and was rebuilt from the files.
-    saved_scan : dict or None
-        ``{"path", "size", "mtime_ns"}`` of the scan when the session was saved.
-    affine_ras : np.ndarray or None
-        (4, 4) affine of the scan the session was saved for, when recorded.
-    """
-
-    session_dir: Path
-    generation: int
-    saved_at: float
-    shape_zyx: tuple[int, ...]
-    scan_matches: bool
-    label_names: dict[int, str]
-    notes: tuple[str, ...] = ()
-    recovered: bool = False
-    saved_scan: dict | None = None
-    affine_ras: np.ndarray | None = field(default=None, compare=False)
-    pointer: dict | None = field(default=None, repr=False, compare=False)
-
-
-def read_session_info(
-    session_dir: str | Path, scan_path: str | Path | None = None
-) -> SessionInfo | None:
-    """Describe the session saved in a folder (reads the journal, not the volumes).
-
-    A missing or unreadable ``session.json`` is rebuilt from the folder's
-    snapshots and journal (``recovered``, with ``notes``).
-
-    Returns None when the folder holds nothing that can be restored (see
-    :func:`~napari_medsam.session.recovery.holds_session_files` for whether it
-    holds files at all).
-    """
-    session_dir = Path(session_dir)
-    pointer, notes = read_pointer_or_recover(session_dir)
-    if pointer is None:
-        if notes:
-            logger.warning("session %s: %s", session_dir, "; ".join(notes))
-        return None
-    try:
-        latest = replay(session_dir, pointer, load_labels=False)
-    except SessionCorruptError as exc:
-        logger.warning("%s", exc)
-        return None
-    saved_scan = pointer.get("scan") or {}
-    now_scan = _scan_identity(str(scan_path)) if scan_path else None
-    matches = now_scan is None or all(
-        saved_scan.get(k) == now_scan.get(k) for k in ("size", "mtime_ns")
-    )
-    labels = latest.state.get("labels") or {}
-    names = {int(d["id"]): str(d["name"]) for d in labels.get("labels", [])}
-    affine = latest.state.get("affine_ras")
-    return SessionInfo(
-        session_dir,
-        latest.generation,
-        latest.saved_at,
-        pointer["shape_zyx"],
-        bool(matches),
-        names,
-        tuple(notes) + latest.notes,
-        bool(pointer.get("recovered")),
-        saved_scan or None,
-        None if affine is None else np.asarray(affine, float).reshape(4, 4),
-        pointer,
-    )
-
-
-def find_session(scan_path: str | Path, cache_root: str | Path | None = None) -> SessionInfo | None:
-    """The most recent saved session of a scan (beside it or in the cache), or None."""
-    found = [read_session_info(d, scan_path) for d in candidate_dirs(scan_path, cache_root)]
-    found = [f for f in found if f is not None]
-    return max(found, key=lambda f: f.saved_at) if found else None
-
-
-@dataclass(frozen=True)
-class Restored:
-    """A restored session.
-
-    Attributes
-    ----------
-    labels_zyx : np.ndarray
-        (Z, Y, X) labels after the last change restored.
-    state : SessionState
-    generation : int
-    notes : tuple of str
-        What could not be restored (empty: everything saved came back).
-    """
-
-    labels_zyx: np.ndarray
-    state: SessionState
-    generation: int
-    notes: tuple[str, ...]
-
-
-def restore_report(session: SessionInfo | str | Path) -> Restored:
-    """Load a saved session and say what, if anything, could not be restored.
-
-    Parameters
-    ----------
-    session : SessionInfo or path
-        From :func:`find_session`, or a session folder.
-
-    Raises
-    ------
-    SessionCorruptError
-        No snapshot of the session can be read (the message names the files).
-    FileNotFoundError
-        The folder holds no session.
-    """
-    session_dir = session.session_dir if isinstance(session, SessionInfo) else Path(session)
-    pointer = session.pointer if isinstance(session, SessionInfo) else None
-    notes: list[str] = []
-    if pointer is None:
-        pointer, notes = read_pointer_or_recover(session_dir)
-    elif pointer.get("recovered") and isinstance(session, SessionInfo):
-        notes = [n for n in session.notes if POINTER in n][:1]
-    if pointer is None:
-        raise FileNotFoundError(f"no readable {POINTER} in {session_dir}")
-    latest = replay(session_dir, pointer, load_labels=True)
-    state = SessionState.from_dict(latest.state)
-    return Restored(latest.labels_zyx, state, latest.generation, tuple(notes) + latest.notes)
-
-
-def restore(session: SessionInfo | str | Path) -> tuple[np.ndarray, SessionState]:
-    """Load a saved session: its newest readable snapshot plus every complete journal record.
-
-    Returns
-    -------
-    labels_zyx : np.ndarray
-        (Z, Y, X) labels after the last change saved.
-    state : SessionState
-        The session state after that change.
-
-    See :func:`restore_report` (which also says what could not be restored) for
-    the parameters and errors.
-    """
-    got = restore_report(session)
-    return got.labels_zyx, got.state
-
-
-def discard(session_dir: str | Path) -> Path | None:
-    """Set a saved session aside (the user declined it): renamed, never deleted.
-
-    Returns
-    -------
-    Path or None
-        The folder's new name; None when there was nothing to set aside.
-    """
-    session_dir = Path(session_dir)
-    if not holds_session_files(session_dir):
-        return None
-    return set_aside(session_dir, "discarded")
