@@ -100,6 +100,22 @@ def test_engine_holder_loads_lazily_once_and_keeps_engine_on_failure():
     assert holder.describe() == "FakeEngine on cpu"
 
 
+def test_a_device_or_backend_change_reloads_only_an_engine_that_has_one():
+    class Torchy(FakeEngine):
+        device = "cpu"
+        encoder_backend = "torch"
+
+    holder = EngineHolder(device="cpu", loader=lambda path, dev: FakeEngine())
+    assert not holder.choose_device("cpu") and not holder.choose_device("")
+    assert not holder.choose_device("cuda") and holder.device == "cuda"  # nothing loaded yet
+    holder.set_engine(FakeEngine())  # a numpy engine: no device, no encoder backend
+    assert not holder.choose_device("cpu") and not holder.choose_backend("openvino")
+    assert holder.device == "cpu" and holder.backend == "openvino"
+    holder.set_engine(Torchy())
+    assert holder.choose_device("cuda") and holder.choose_backend("torch")
+    assert not holder.choose_backend("torch")  # unchanged: no reload
+
+
 def test_triton_is_hidden_only_when_a_system_llvm_is_loaded(monkeypatch):
     import sys
 

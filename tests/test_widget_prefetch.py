@@ -7,7 +7,7 @@ import threading
 import pytest
 from fakes import FakeEngine
 
-from napari_medsam._qt.dock import PREFETCH_DZ
+from napari_medsam._qt.prefetch import PREFETCH_DZ
 from napari_medsam.io.phantom import make_phantom
 
 WIDGET = ("napari-medsam", "MedSAM segmentation")
@@ -52,19 +52,19 @@ def test_neighbours_are_embedded_after_a_click_and_a_new_prompt_cancels(
     z = 6
     _click(viewer, image, (z, 32, 20))
     qtbot.waitUntil(lambda: widget.last_latency_ms is not None, timeout=10000)
-    assert widget.prefetch_pending()  # scheduled once the click was painted
-    qtbot.waitUntil(lambda: not widget.prefetch_pending(), timeout=10000)
+    assert widget.prefetch.pending()  # scheduled once the click was painted
+    qtbot.waitUntil(lambda: not widget.prefetch.pending(), timeout=10000)
     prefetched = [c for c in _embeds(engine) if c.cache_key.z != z]
     assert [c.cache_key.z for c in prefetched] == [z + dz for dz in PREFETCH_DZ]
     assert all(c.thread != threading.main_thread().name for c in prefetched)
 
     # a prefetch stuck on slice 2; a new click cancels it: slices 0 and 3 are never embedded
     n_before = len(_embeds(engine))
-    widget.prefetch_neighbours(1)  # would embed 2, 0, 3
+    widget.prefetch.run(1)  # would embed 2, 0, 3
     assert engine.at_gate.wait(10.0)
     _click(viewer, image, (z, 30, 22))
     engine.gate.set()
     qtbot.waitUntil(lambda: not widget.segment_runner.busy, timeout=10000)
-    qtbot.waitUntil(lambda: not widget.prefetch_pending(), timeout=10000)
+    qtbot.waitUntil(lambda: not widget.prefetch.pending(), timeout=10000)
     later = {c.cache_key.z for c in _embeds(engine)[n_before:]}
     assert 2 in later and not later & {0, 3}

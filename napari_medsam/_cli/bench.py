@@ -224,7 +224,7 @@ def gui_benchmarks(
             fresh.append(click(zz, *centre_of_object(zz)))
         # next slice after the prefetch of the clicked slice's neighbours has finished
         prefetched = []
-        pending = getattr(widget, "prefetch_pending", None)
+        pending = getattr(getattr(widget, "prefetch", None), "pending", None)
         for zz in range(1, n_z - 1)[: repeats + 1]:
             if not (phantom.labels_zyx[zz + 1] > 0).any():
                 continue

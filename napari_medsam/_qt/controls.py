@@ -153,6 +153,8 @@ class Controls(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.image_of = lambda: None  # the image layer the window presets apply to
+        self._preset_limits: tuple[float, float] | None = None
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("3D image layer to segment")
         self.window_combo = QComboBox()
@@ -250,6 +252,26 @@ class Controls(QWidget):
     def set_model_name(self, name: str, checkpoint: str | None) -> None:
         source = Path(checkpoint).name if checkpoint else "bundled"
         self.model_label.setText(f"{name} ({source})")
+
+    def on_window_preset_changed(self, preset: str) -> None:
+        """A preset was chosen: the image layer's contrast limits become its window."""
+        image = self.image_of()
+        window = window_for_preset(preset, image) if image is not None and preset else None
+        if window is not None:
+            self._preset_limits = (float(window.lo), float(window.hi))
+            image.contrast_limits = self._preset_limits
+
+    def on_contrast_limits_changed(self, event=None) -> None:
+        """The user moved the sliders away from the preset: say what the model sees."""
+        image = self.image_of()
+        if image is None:
+            return
+        limits = tuple(float(v) for v in image.contrast_limits)
+        combo = self.window_combo
+        if combo.currentText() != CURRENT_DISPLAY and limits != self._preset_limits:
+            combo.blockSignals(True)
+            combo.setCurrentText(CURRENT_DISPLAY)
+            combo.blockSignals(False)
 
     def select_default_window(self, image) -> None:
         """Soft tissue for CT-like intensities, MR percentiles otherwise."""

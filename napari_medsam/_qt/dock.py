@@ -15,30 +15,27 @@ import napari
 import numpy as np
 from napari.utils.events import Event
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_medsam._qt import first_use as wf
 from napari_medsam._qt import images as wi
 from napari_medsam._qt import labels_layer as ll
 from napari_medsam._qt import prompt_layers as wl
-from napari_medsam._qt.controls import CURRENT_DISPLAY, Controls, Fold, window_for_preset
+from napari_medsam._qt.controls import Controls, Fold
 from napari_medsam._qt.cursor import CursorStatus
 from napari_medsam._qt.dialogs import ask_checkpoint_path
+from napari_medsam._qt.prefetch import Prefetcher, embed_nearby_task
 from napari_medsam._qt.session_view import Session3D
 from napari_medsam._qt.workers import JobRunner
 from napari_medsam.model.protocol import Engine
 from napari_medsam.tasks.engine_holder import EngineHolder
 from napari_medsam.session.requests import request_task
-from napari_medsam.tasks.jobs import EngineLoaded, embed_job, load_job
+from napari_medsam.tasks.jobs import EngineLoaded, load_job
 from napari_medsam.types import DirectionEnd, Progress, SliceMask
 
 logger = logging.getLogger(__name__)
 
-EMBED_AROUND = 20  # slices "Embed nearby slices" precomputes around the current one
 MAX_DOCK_WIDTH = 400  # px: the dock never squeezes the canvas below ~60% of a 1920 screen
-PREFETCH_DZ = (1, -1, 2, -2)  # after a click's result: embed these neighbours, if idle
-PREFETCH_IDLE_MS = 400  # ... once no prompt came for this long (clicks in a row go first)
 
 
 class MedSamWidget(QWidget):
@@ -58,18 +55,12 @@ class MedSamWidget(QWidget):
         self.holder = EngineHolder(engine)
         self.segment_runner = JobRunner("segment", self)
         self.model_runner = JobRunner("model", self)
-        # low priority: its own runner, cancelled by every new prompt, one slice per step
-        self.prefetch_runner = JobRunner("prefetch", self)
-        self._prefetch_timer = QTimer(self)
-        self._prefetch_timer.setSingleShot(True)
-        self._prefetch_timer.setInterval(PREFETCH_IDLE_MS)
-        self._prefetch_z: int | None = None
+        self.prefetch = Prefetcher(self)  # neighbours embedded while the user pauses
         self.image = None  # the napari Image layer being segmented
         self.labels = None
         self._submitted_at: dict[int, tuple[float, bool]] = {}  # job -> (time, loads model)
         self._ignore_layer_events = False
         self.last_latency_ms: float | None = None
-        self._preset_limits: tuple[float, float] | None = None
         self._removed_zs: set[int] = set()
 
         self.controls = Controls(self)
@@ -90,7 +81,8 @@ class MedSamWidget(QWidget):
     def _connect(self) -> None:
         c = self.controls
         c.image_combo.currentIndexChanged.connect(self._on_image_choice_changed)
-        c.window_combo.currentTextChanged.connect(self._on_window_preset_changed)
+        c.image_of = lambda: self.image
+        c.window_combo.currentTextChanged.connect(c.on_window_preset_changed)
         c.device_combo.currentTextChanged.connect(self._on_device_changed)
         c.backend_combo.currentTextChanged.connect(self._on_backend_changed)
         c.negative_check.toggled.connect(self._on_negative_toggled)
@@ -106,7 +98,6 @@ class MedSamWidget(QWidget):
         self.model_runner.failed.connect(self._on_load_failed)
         self.segment_runner.result.connect(self._on_slice_mask)
         self.model_runner.result.connect(self._on_engine_loaded)
-        self._prefetch_timer.timeout.connect(lambda: self.prefetch_neighbours(self._prefetch_z))
         events = self.viewer.layers.events
         events.inserted.connect(self._refresh_image_choices)
         events.removed.connect(self._on_layer_removed)
@@ -159,7 +150,7 @@ class MedSamWidget(QWidget):
         self._refresh_image_choices()
 
     def _on_image_choice_changed(self, index: int | None = None) -> None:
-        self._cancel_prefetch()
+        self.prefetch.cancel()
         self.segment_runner.cancel()
         name = self.controls.image_combo.currentText()
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
@@ -173,17 +164,14 @@ class MedSamWidget(QWidget):
         self.image = layer
         self._setup_layers()
         self.controls.select_default_window(self.image)
-        layer.events.contrast_limits.connect(self._on_contrast_limits_changed)
+        layer.events.contrast_limits.connect(self.controls.on_contrast_limits_changed)
 
     def _setup_layers(self) -> None:
         image = self.image
-        self._ignore_layer_events = True
-        try:
+        with self.session3d.prompt_layers.quiet():
             self.labels = ll.ensure_labels_layer(self.viewer, image)
             boxes = wl.ensure_boxes_layer(self.viewer, image)
             clicks = wl.ensure_clicks_layer(self.viewer, image)
-        finally:
-            self._ignore_layer_events = False
         negative = self.controls.negative_check
         for layer in (clicks, boxes):
             layer.events.data.connect(self._on_prompt_data)  # connect() ignores repeats
@@ -206,23 +194,6 @@ class MedSamWidget(QWidget):
         return wl.find_layer(self.viewer, wl.BOXES_NAME, wl.Shapes)
 
     # --------------------------------------------------------------- window
-    def _on_window_preset_changed(self, preset: str) -> None:
-        if self.image is None or not preset:
-            return
-        window = window_for_preset(preset, self.image)
-        if window is not None:
-            self._preset_limits = (float(window.lo), float(window.hi))
-            self.image.contrast_limits = self._preset_limits
-
-    def _on_contrast_limits_changed(self, event: Event | None = None) -> None:
-        # the user moved the sliders away from the preset: say what the model sees
-        limits = tuple(float(v) for v in self.image.contrast_limits)
-        combo = self.controls.window_combo
-        if combo.currentText() != CURRENT_DISPLAY and limits != self._preset_limits:
-            combo.blockSignals(True)
-            combo.setCurrentText(CURRENT_DISPLAY)
-            combo.blockSignals(False)
-
     def current_window(self):
         """The model's window: exactly the image layer's current contrast limits."""
         from napari_medsam.prompts.intensity import IntensityWindow
@@ -295,12 +266,9 @@ class MedSamWidget(QWidget):
             self.session3d.clear_slice(label, z)
 
     def _remove_last(self, layer) -> None:
-        self._ignore_layer_events = True
-        try:
+        with self.session3d.prompt_layers.quiet():
             layer.selected_data = {len(layer.data) - 1}
             layer.remove_selected()
-        finally:
-            self._ignore_layer_events = False
 
     # -------------------------------------------------------------- jobs
     def segment(self, z: int) -> int | None:
@@ -320,42 +288,18 @@ class MedSamWidget(QWidget):
             return None  # the object is locked
         window, key = self.current_window(), self._volume_key()
         task = request_task(self.holder, self.image.data, window, request, key)
-        self._cancel_prefetch()  # the prompt goes first
+        self.prefetch.cancel()  # the prompt goes first
         job_id = self.segment_runner.submit(task)
         # only the current job can still paint: a superseded job's entry would stay forever
         self._submitted_at.clear()
         self._submitted_at[job_id] = (time.perf_counter(), self.engine is None)
         return job_id
 
-    def prefetch_pending(self) -> bool:
-        """True while a prefetch is scheduled or running."""
-        return self._prefetch_timer.isActive() or self.prefetch_runner.busy
-
-    def _cancel_prefetch(self) -> None:
-        self._prefetch_timer.stop()
-        self.prefetch_runner.cancel()
-
-    def prefetch_neighbours(self, z: int | None) -> int | None:
-        """Embed the slices next to ``z`` in the background (the next click there is fast).
-
-        Runs on its own worker; a new prompt cancels it between slices. The job id or None.
-        """
-        if z is None or self.image is None or self.engine is None:
-            return None
-        zs = [z + dz for dz in PREFETCH_DZ]
-        window, key = self.current_window(), self._volume_key()
-        task = embed_job(self.holder, self.image.data, window, zs, key)
-        return self.prefetch_runner.submit(task)
-
     def embed_nearby(self) -> int | None:
         """Precompute embeddings of ~20 slices around the current one (progress bar)."""
-        if self.image is None:
+        task = embed_nearby_task(self)
+        if task is None:
             return None
-        z = int(np.round(self.image.world_to_data(self.viewer.dims.point)[0]))
-        zs = range(z - EMBED_AROUND // 2, z + EMBED_AROUND // 2)
-        task = embed_job(
-            self.holder, self.image.data, self.current_window(), zs, self._volume_key()
-        )
         self.session3d.end_propagation()
         return self.segment_runner.submit(task)
 
@@ -375,8 +319,7 @@ class MedSamWidget(QWidget):
             message += f", {self.last_latency_ms:.0f} ms" + (
                 " with model load" if with_load else ""
             )
-            self._prefetch_z = result.z
-            self._prefetch_timer.start()
+            self.prefetch.schedule(result.z)
         self._update_status(message)
 
     def _on_engine_loaded(self, loaded: EngineLoaded) -> None:
@@ -426,31 +369,22 @@ class MedSamWidget(QWidget):
         self.session3d.on_label_changed(value)
 
     def _on_device_changed(self, device: str) -> None:
-        if not device or device == self.holder.device:
-            return
-        self.holder.device = device
-        if self.engine is not None and hasattr(self.engine, "device"):
+        if self.holder.choose_device(device):
             self.load_checkpoint(self.holder.checkpoint)
 
     def _on_backend_changed(self, backend: str) -> None:
-        if not backend or backend == getattr(self.holder, "backend", "auto"):
-            return
-        self.holder.backend = backend
-        if getattr(self.engine, "encoder_backend", None) is not None:
+        if self.holder.choose_backend(backend):
             self.load_checkpoint(self.holder.checkpoint)
 
     def commit_object(self) -> None:
         """Finish the current object: clear the prompts, move to the next free label id."""
         self.segment_runner.cancel()
-        self._ignore_layer_events = True
-        try:
+        with self.session3d.prompt_layers.quiet():
             clicks, boxes = self._clicks(), self._boxes()
             if clicks is not None:
                 clicks.data = np.zeros((0, 3))
             if boxes is not None and len(boxes.data):
                 boxes.data = []
-        finally:
-            self._ignore_layer_events = False
         self._logits.clear()
         self.session3d.prompt_layers.history.clear()  # the cleared prompts are no step's
         if self.labels is not None:
@@ -458,7 +392,7 @@ class MedSamWidget(QWidget):
         self._update_status(f"next object: label {self.controls.label_spin.value()}")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        self._cancel_prefetch()
+        self.prefetch.cancel()
         self.segment_runner.cancel()
         self.model_runner.cancel()
         self.session3d.close()

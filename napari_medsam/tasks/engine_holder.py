@@ -62,6 +62,20 @@ class EngineHolder:
         self.zoom_in = bool(on)
         self._apply_settings(self._engine)
 
+    def choose_device(self, device: str) -> bool:
+        """Use ``device`` from now on; True when the loaded engine must be loaded again on it."""
+        if not device or device == self.device:
+            return False
+        self.device = device
+        return self.engine is not None and hasattr(self.engine, "device")
+
+    def choose_backend(self, backend: str) -> bool:
+        """Use encoder ``backend`` from now on; True when the loaded engine must be reloaded."""
+        if not backend or backend == self.backend:
+            return False
+        self.backend = backend
+        return getattr(self.engine, "encoder_backend", None) is not None
+
     def _apply_settings(self, engine: Engine | None) -> None:
         if engine is not None and hasattr(engine, "zoom_in"):
             engine.zoom_in = self.zoom_in
