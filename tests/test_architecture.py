@@ -68,7 +68,6 @@ LAYERS = (
 #: Upward imports that are known and kept, with the reason. A new one fails the test.
 UPWARD_ALLOWED = {
     ("io", "session"): "the napari reader/writer read and write the label registry's sidecars",
-    ("tasks", "session"): "repropagate runs the plan of session/policy.py",
 }
 
 

@@ -15,7 +15,7 @@ from napari_medsam.evaluation.protocol3d import (
 )
 from napari_medsam.evaluation.report3d import format_table3d
 from napari_medsam.prompts.intensity import IntensityWindow
-from napari_medsam.session.policy import GAP_MODES, RepropagationPolicy
+from napari_medsam.tasks.policy import GAP_MODES, RepropagationPolicy
 
 WINDOW = IntensityWindow(0.0, 1.0)
 

@@ -7,7 +7,7 @@ import pytest
 
 from oracle_engines import OracleEngine
 from napari_medsam.prompts.intensity import IntensityWindow
-from napari_medsam.session.policy import (
+from napari_medsam.tasks.policy import (
     DEFAULT_POLICY,
     PlannedStep,
     RepropagationPolicy,

@@ -89,7 +89,7 @@ def run_3d(args: argparse.Namespace) -> int:
         format_stops3d,
         format_table3d,
     )
-    from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
+    from napari_medsam.tasks.policy import DEFAULT_POLICY, RepropagationPolicy
     from napari_medsam.tasks.propagate import default_settings
 
     max_clicks = CLICKS_3D if args.max_clicks is None else int(args.max_clicks)

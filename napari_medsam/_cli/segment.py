@@ -90,7 +90,7 @@ def propagate_seeds(
 ) -> dict[int, np.ndarray]:
     """Propagate one object from the masks of its prompted slices, headless.
 
-    The app's policy (:mod:`napari_medsam.session.policy`): beyond the outermost
+    The app's policy (:mod:`napari_medsam.tasks.policy`): beyond the outermost
     seeds the object is propagated outwards with
     :func:`napari_medsam.tasks.propagate.propagate` (measured defaults); between
     neighbouring seeds the slices are filled (``gaps="fill"``,
@@ -124,7 +124,7 @@ def propagate_seeds(
     dict
         z -> (Y, X) bool mask for every propagated slice (seed slices excluded).
     """
-    from napari_medsam.session.policy import DEFAULT_POLICY, GAP_MODES
+    from napari_medsam.tasks.policy import DEFAULT_POLICY, GAP_MODES
     from napari_medsam.tasks.propagate import propagate
     from napari_medsam.tasks.propagate_options import PropagationOptions
     from napari_medsam.tasks.repropagate import fill_object

@@ -63,7 +63,7 @@ class PropagationActions:
         their masks, never overwritten) and clearing past the object's new ends.
         Re-propagate (``again=True``): spread the slices corrected since the last
         run (or, if none, ``start_z`` / the slice corrected last) by the one policy
-        of :mod:`napari_medsam.session.policy`: fill the gaps to the neighbouring
+        of :mod:`napari_medsam.tasks.policy`: fill the gaps to the neighbouring
         corrected slices, propagate beyond the outermost.
         """
         label = self.label

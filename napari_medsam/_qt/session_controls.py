@@ -3,7 +3,7 @@ its "Advanced" fold (stop rule, mask prompt, gaps). Qt only, no logic.
 
 Every advanced control starts at the measured default; :meth:`AdvancedPropagation.options`
 turns them into the arguments of :func:`napari_medsam.tasks.propagate.propagate`
-and the :class:`~napari_medsam.session.policy.RepropagationPolicy`.
+and the :class:`~napari_medsam.tasks.policy.RepropagationPolicy`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medsam.session.policy import DEFAULT_POLICY, GAP_MODES, RepropagationPolicy
+from napari_medsam.tasks.policy import DEFAULT_POLICY, GAP_MODES, RepropagationPolicy
 from napari_medsam.tasks.fill import DEFAULT_REFINE, REFINES
 
 HELP_3D = (

@@ -23,7 +23,7 @@ Per object:
    segmented again with all the clicks made on it so far, the session's low-res
    logits of the slice and a box (:func:`correction_box`); it becomes a corrected
    (locked) slice, and the app's Re-propagate runs from it: the one policy of
-   :mod:`napari_medsam.session.policy`, executed by
+   :mod:`napari_medsam.tasks.policy`, executed by
    :func:`napari_medsam.tasks.repropagate.repropagate` (fill the gaps to the
    neighbouring corrected slices, propagate beyond the outermost).
 3. Dice after the box + propagation (interaction 0) and after each click; the
@@ -57,7 +57,7 @@ from napari_medsam.evaluation.boxes import loose_box, loose_box_settings
 from napari_medsam.evaluation.clicks3d import correction_box, next_click_3d
 from napari_medsam.prompts.geometry import box_from_mask
 from napari_medsam.session.annotation import AnnotationSession
-from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
+from napari_medsam.tasks.policy import DEFAULT_POLICY, RepropagationPolicy
 from napari_medsam.session.requests import run_request
 from napari_medsam.tasks.propagate_options import PropagationOptions
 from napari_medsam.types import DirectionEnd, SliceMask, SlicePrompt

@@ -10,7 +10,7 @@ Qt-free and napari-free. An :class:`AnnotationSession` holds, for one scan:
   on that slice) and the model's score of every prompted slice;
 - the :class:`~napari_medsam.session.undo.UndoStack`;
 - the propagation policy: which request a Propagate, Re-propagate or Fill becomes
-  (:mod:`napari_medsam.session.policy`, :class:`PropagationOptions`);
+  (:mod:`napari_medsam.tasks.policy`, :class:`PropagationOptions`);
 - an autosave hook, called after every change (``on_change``).
 
 Its verbs return data: :meth:`segment_request`, :meth:`propagate_request` and
@@ -30,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from napari_medsam.session.painting import paint_mask
-from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
+from napari_medsam.tasks.policy import DEFAULT_POLICY, RepropagationPolicy
 from napari_medsam.session.requests import (
     FillRequest,
     PropagateRequest,

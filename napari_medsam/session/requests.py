@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy
+from napari_medsam.tasks.policy import DEFAULT_POLICY, RepropagationPolicy
 from napari_medsam.tasks.propagate import propagate
 from napari_medsam.tasks.propagate_options import DEFAULT_OPTIONS, PropagationOptions
 from napari_medsam.tasks.repropagate import fill_object, repropagate

@@ -1,4 +1,4 @@
-"""Run a re-propagation plan (:mod:`napari_medsam.session.policy`) as one task.
+"""Run a re-propagation plan (:mod:`napari_medsam.tasks.policy`) as one task.
 
 Numpy / scipy only (plus the engine); no Qt. One generator for the app's
 Re-propagate, the 3D protocol's step after each click and ``Fill between``:
@@ -14,7 +14,7 @@ from collections.abc import Collection, Hashable, Iterator, Mapping
 import numpy as np
 
 from napari_medsam.model.protocol import Engine
-from napari_medsam.session.policy import DEFAULT_POLICY, RepropagationPolicy, plan_repropagation
+from napari_medsam.tasks.policy import DEFAULT_POLICY, RepropagationPolicy, plan_repropagation
 from napari_medsam.tasks.fill import DEFAULT_REFINE, fill_between
 from napari_medsam.tasks.propagate import propagate
 from napari_medsam.tasks.propagate_options import DEFAULT_OPTIONS, PropagationOptions
