@@ -9,18 +9,12 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from fakes import FakeEngine
+from session_widgets import asked, phantom  # noqa: F401 (fixtures)
+from session_widgets import draw_box as _box
+from session_widgets import open_scan as _open
 
-from napari_medsam._qt import dialogs, files
-from napari_medsam.io.phantom import make_phantom
+from napari_medsam._qt import files
 from napari_medsam.session.journal import SegmentWriter
-
-WIDGET = ("napari-medsam", "MedSAM segmentation")
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    return make_phantom(shape_zyx=(8, 48, 48), spacing_zyx_mm=(4.0, 1.0, 1.0))
 
 
 @pytest.fixture
@@ -30,36 +24,6 @@ def messages(monkeypatch):
     monkeypatch.setattr(files, "show_warning", lambda t: seen.append(("warning", t)))
     monkeypatch.setattr(files, "show_info", lambda t: seen.append(("info", t)))
     return seen
-
-
-@pytest.fixture
-def asked(monkeypatch):
-    questions = []
-
-    def ask(parent, info, scan_path=None):
-        from napari_medsam.session.resume import restore_question
-
-        questions.append(restore_question(info, scan_path))
-        return True
-
-    monkeypatch.setattr(dialogs, "ask_restore", ask)
-    return questions
-
-
-def _open(make_napari_viewer, path):
-    viewer = make_napari_viewer()
-    viewer.open(str(path), plugin="napari-medsam")
-    _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
-    widget.engine = FakeEngine()
-    return viewer, widget
-
-
-def _box(qtbot, viewer, widget, z, y0=10, x0=10, y1=25, x1=25):
-    image, boxes = widget.image, viewer.layers["boxes"]
-    corners = [(z, y0, x0), (z, y0, x1), (z, y1, x1), (z, y1, x0)]
-    boxes.add_rectangles(np.array([boxes.world_to_data(image.data_to_world(c)) for c in corners]))
-    qtbot.waitUntil(lambda: (widget.labels.data[z] > 0).any(), timeout=10000)
-    qtbot.waitUntil(lambda: not widget.segment_runner.busy, timeout=10000)
 
 
 def _scan(tmp_path, phantom):
