@@ -209,6 +209,9 @@ class Controls(QWidget):
         self.message_label.setVisible(False)
         self.help_label = QLabel(HELP_TEXT_BOX_FIRST)
         self.help_label.setWordWrap(True)
+        for label in (self.status_label, self.help_label):  # wrapped text gets all its lines:
+            # with the default policy the dock kept the height of one line and cut the help off
+            label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.MinimumExpanding)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -225,7 +228,7 @@ class Controls(QWidget):
         advanced_form.addRow(self.others_negative_check)
         advanced_form.addRow(self.embed_button)
         self.advanced_fold = Fold(
-            "Advanced: device, encoder, checkpoint, negatives", advanced,
+            "Advanced: device, model, negatives", advanced,
             tooltip="Device, other model checkpoints, other objects as negatives, embeddings",
         )  # fmt: skip
         layout = QVBoxLayout(self)

@@ -112,6 +112,7 @@ class MedSamWidget(QWidget):
     def engine(self, engine: Engine) -> None:
         self.holder.set_engine(engine)
         self._logits.clear()
+        self.controls.set_model_name(engine.name, self.holder.checkpoint)  # as a load does
         self._update_status()
 
     def load_checkpoint(self, path: str | Path | None) -> int:
@@ -342,7 +343,8 @@ class MedSamWidget(QWidget):
 
     def _on_load_failed(self, job_id: int, exc: object) -> None:
         self.controls.hide_progress()
-        show_error(f"MedSAM: could not load the checkpoint: {exc}. Keeping {self._model_text()}.")
+        kept = "the current model" if self.engine is None else self.engine.name
+        show_error(f"MedSAM: could not load the checkpoint: {exc}. Keeping {kept}.")
         self._update_status("checkpoint not loaded")
 
     def _on_job_finished(self, job_id: int) -> None:
@@ -351,10 +353,6 @@ class MedSamWidget(QWidget):
             self.controls.hide_progress()
         if self.engine is not None:
             self.controls.set_model_name(self.engine.name, self.holder.checkpoint)
-
-    def _model_text(self) -> str:
-        engine = self.engine
-        return "the current model" if engine is None else engine.name
 
     def _update_status(self, message: str = "") -> None:
         files = getattr(getattr(self, "session3d", None), "files", None)
