@@ -205,3 +205,15 @@ def test_no_function_has_more_than_ten_parameters():
         if n > MAX_PARAMS
     ]
     assert long == []
+
+
+MAX_LINES = 400  # DESIGN.md: a longer module is a sign that two ideas share it
+
+
+def test_no_module_is_over_400_lines():
+    long = [
+        f"{path.relative_to(PKG)} ({n})"
+        for path in sorted(PKG.rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    ]
+    assert long == []
