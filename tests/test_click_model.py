@@ -12,7 +12,12 @@ import torch
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.model.checkpoints import CheckpointError
 from napari_medsam.model.click.checkpoint import click_decoder_from, save_click_decoder
-from napari_medsam.model.click.decoder import ClickConfig, ClickDecoder, disk_maps
+from napari_medsam.model.click.decoder import (
+    ClickConfig,
+    ClickDecoder,
+    _disk_maps_dense,
+    disk_maps,
+)
 from napari_medsam.model.click.engine import ClickEngine
 from napari_medsam.prompts import zoom
 from napari_medsam.prompts.clickmaps import click_maps
@@ -99,6 +104,23 @@ def test_torch_disk_maps_match_numpy_click_maps():
     coords = torch.tensor(pts_yx[:, ::-1] + 0.5)[None]
     out = disk_maps(coords, torch.tensor(labels)[None], 128)[0].numpy()
     np.testing.assert_array_equal(out, ref[:2])
+
+
+def test_windowed_disk_maps_equal_the_every_pixel_rule():
+    # clicks near and past the borders, on pixel centres and edges (distance ties), padding
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        n = int(torch.randint(1, 40, (1,), generator=gen))
+        coords = torch.rand((3, n, 2), generator=gen) * 140 - 6
+        if trial % 3 == 1:
+            coords = coords.round()
+        elif trial % 3 == 2:
+            coords = coords.round() + 0.5
+        labels = torch.randint(-1, 2, (3, n), generator=gen)
+        radius = (5.0, 2.5, 1.0)[trial % 3]
+        ours = disk_maps(coords, labels, 128, radius)
+        assert torch.equal(ours, _disk_maps_dense(coords, labels, 128, radius)), trial
+    assert disk_maps(coords, labels, 128).sum() > 0
 
 
 def test_fresh_click_decoder_equals_the_decoder_it_copies(engines):

@@ -32,6 +32,7 @@ from napari_medsam.prompts.geometry import (
     lowres_logits_to_slice,
     resize_bilinear,
 )
+from napari_medsam.prompts.lowres_mask import lowres_logits_to_mask
 from napari_medsam.types import SlicePrediction, SlicePrompt
 
 #: logit written outside the crop when a zoomed prediction is pasted back
@@ -127,7 +128,8 @@ class ClickEngine(SamEngine):
                 return zoomed
         logits, score = self._decode_clicks(self._embedding(image, cache_key), prompt, hw)
         logits = self._merged(prompt, logits, hw)
-        mask_yx = lowres_logits_to_slice(logits, hw, self.image_size, self.spec.resize) > 0
+        # upsampled only where the mask can be (the full 512 x 512 resample cost ~30 ms a click)
+        mask_yx = lowres_logits_to_mask(logits, hw, self.image_size, self.spec.resize)
         return SlicePrediction(mask_yx=mask_yx, logits_lowres=logits, score=score)
 
     def _merged(self, prompt: SlicePrompt, logits: np.ndarray, hw) -> np.ndarray:
