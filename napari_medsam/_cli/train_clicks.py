@@ -48,7 +48,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--superpixel-fraction", type=float, default=0.3,
                        help="share of synthetic superpixel targets")
     train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--max-rounds", type=int, default=8)
+    train.add_argument("--max-rounds", type=int, default=8,
+                       help="most gradient-free corrective rounds before the trained one")
+    train.add_argument("--round-decay", type=float, default=0.75,
+                       help="P(n rounds) ~ decay**n: nearer 1 trains many-click states more")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-hyp-adapter", action="store_true", help="ablation: plain adapter")
     train.add_argument("--no-disk-maps", action="store_true", help="ablation: no disk maps")
@@ -116,7 +119,8 @@ def _train(args) -> int:
     if not train_records:
         raise ValueError(f"{args.store} holds no training records")
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size,
-                             max_rounds=args.max_rounds, bf16=not args.fp32, seed=args.seed,
+                             max_rounds=args.max_rounds, round_decay=args.round_decay,
+                             bf16=not args.fp32, seed=args.seed,
                              schedule_steps=args.schedule_steps, lr_new=args.lr,
                              lr_pretrained=args.lr_pretrained,
                              first_click_fraction=args.first_click_fraction,
