@@ -142,14 +142,14 @@ def test_dicom_series_opens_like_nifti_and_labels_round_trip(tmp_path, pair):
     assert kind == "image" and kwargs["name"] == "series"
     assert kwargs["metadata"]["dicom_tags"]["study_instance_uid"] == "1.2.826.0.1.3680043.2.1125.778"
     np.testing.assert_array_equal(data, ref_scan.data_zyx)  # same voxels at the same places
-    np.testing.assert_allclose(display_affine(kwargs["metadata"]), display_affine(ref_scan), atol=1e-5)
+    np.testing.assert_allclose(display_affine(kwargs["metadata"]), display_affine(ref_scan), atol=1e-6)
 
     out = tmp_path / "labels_dicom"
     save_labels(ref_labels.data_zyx, out, kwargs["metadata"])
     assert len(list(out.glob("*.dcm"))) == kwargs["metadata"]["file_shape"][2]  # one per slice
     back = load_volume(out)
     np.testing.assert_array_equal(back.data_zyx, ref_labels.data_zyx)  # bit-exact
-    np.testing.assert_allclose(back.affine_ras, kwargs["metadata"]["affine_ras"], atol=1e-5)
+    np.testing.assert_allclose(back.affine_ras, kwargs["metadata"]["affine_ras"], atol=1e-6)
     tags = back.source_tags
     assert tags["study_instance_uid"] == "1.2.826.0.1.3680043.2.1125.778"  # joins the study
     assert tags["series_instance_uid"] != "1.2.826.0.1.3680043.2.1125.777"  # a new series
@@ -163,7 +163,7 @@ def test_nifti_scan_labels_saved_as_dicom_keep_world_positions(tmp_path):
     save_labels(ref.data_zyx, tmp_path / "dcm", ref.layer_metadata())
     back = load_volume(tmp_path / "dcm")
     np.testing.assert_array_equal(back.data_zyx, ref.data_zyx)
-    np.testing.assert_allclose(display_affine(back), display_affine(ref), atol=1e-5)
+    np.testing.assert_allclose(display_affine(back), display_affine(ref), atol=1e-6)
 
 
 def _synthetic(tmp_path: Path, suffix: str) -> tuple[Path, np.ndarray]:
