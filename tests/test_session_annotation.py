@@ -159,3 +159,51 @@ def test_a_flood_of_prompts_keeps_the_session_bounded(where):
     assert len(session.logits) <= n_z  # one logit map per slice, the latest
     assert len(session.undo_stack.undo_names) <= session.undo_stack.max_steps
     assert {z: int(v[0, 0]) for (_, z), v in session.logits.items()} == latest
+
+
+def test_a_prompt_step_carries_its_prompt_and_undo_takes_it_back():
+    session = AnnotationSession(np.zeros((4, 8, 8), np.uint16))
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    session.segment_request(3, 1, SlicePrompt(box_yxyx=np.array([1, 1, 6, 6.0])))
+    session.apply_result(SliceMask(1, 3, mask, 0.9, np.ones((4, 4), np.float32)), by_user=True)
+    assert session.undo(3) is not None
+    assert session.state.get_prompt(3, 1) is None and (3, 1) not in session.logits
+    assert session.labels.max() == 0 and 1 not in session.state.corrected_zs(3)
+    session.redo(3)
+    assert session.state.get_prompt(3, 1) is not None and session.labels[1].sum() == 9 * 3
+
+
+def test_clearing_a_slice_is_one_step_that_undo_restores():
+    session = AnnotationSession(np.zeros((4, 8, 8), np.uint16))
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    session.segment_request(3, 2, SlicePrompt(box_yxyx=np.array([1, 1, 6, 6.0])))
+    session.apply_result(SliceMask(2, 3, mask, 0.9, None), by_user=True)
+    assert session.clear_slice(3, 2)
+    assert session.labels.max() == 0 and session.state.get_prompt(3, 2) is None
+    assert 2 not in session.state.corrected_zs(3)
+    assert session.undo(3).name == "clear slice 2"
+    assert session.labels[2].sum() == 9 * 3 and 2 in session.state.corrected_zs(3)
+    assert session.state.get_prompt(3, 2) is not None
+    session.state.registry.set_locked(3, True)
+    assert not session.clear_slice(3, 2)  # locked: the prompt goes, the voxels stay
+    assert session.state.get_prompt(3, 2) is None and session.labels[2].sum() == 9 * 3
+
+
+def test_a_hand_edit_is_one_step_and_marks_what_it_touched_corrected():
+    labels = np.zeros((3, 4, 4), np.uint16)
+    labels[1, 0, 0] = 5
+    session = AnnotationSession(labels)
+    index = np.array([1 * 16 + 0, 2 * 16 + 5])  # erase object 5 on slice 1, paint 2 on slice 2
+    old, new = labels.reshape(-1)[index].copy(), np.array([0, 2], np.uint16)
+    labels.reshape(-1)[index] = new  # napari's brush wrote them already
+    assert session.record_edit(index, old, new, label=2)
+    assert session.state.corrected_zs(5) == {1, 2} and session.state.corrected_zs(2) == {1, 2}
+    step = session.undo(2)
+    assert step.name == "brush" and labels[1, 0, 0] == 5 and labels[2, 1, 1] == 0
+    assert not session.state.corrected_zs(5)  # the marks the step made are undone too
+    assert not session.record_edit(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), label=2)
+    eraser = AnnotationSession(np.zeros((2, 2, 2), np.uint16))
+    eraser.record_edit(np.array([0]), np.array([0]), np.array([0]), label=4)  # background only
+    assert eraser.state.corrected_zs(4) == {0}

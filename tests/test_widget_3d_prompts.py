@@ -302,34 +302,6 @@ def test_napari_save_writes_the_label_names(make_napari_viewer, qtbot, phantom, 
     assert LabelRegistry.load_sidecar(out2).name(1) == "my tumour"
 
 
-def test_prompt_history_hands_over_net_changes_once():
-    from napari.layers import Points
-
-    from napari_medsam._qt.session_prompts import LABEL_KEY, ROWS_KEY, STATE_KEY, PromptHistory
-    from napari_medsam.session import SessionState
-    from napari_medsam.types import SlicePrompt
-
-    clicks = Points(
-        np.array([[1.0, 2.0, 3.0], [1.0, 5.0, 6.0]]), features={"positive": [True, False]}
-    )
-    state, history = SessionState(), PromptHistory()
-    history.note_added(clicks, [0, 1])
-    history.note_removed(clicks, [1])  # added and removed again before a step: no change
-    history.note_state(state, 4, 1)
-    state.set_prompt(4, 1, SlicePrompt(np.array([[2.0, 3.0]]), np.array([1])))
-    history.note_state(state, 4, 1)  # the first "before" is the one kept
-    history.note_state(state, 4, 2)  # unchanged and empty: not handed over
-    extra = history.take(state, 4)
-    (added, removed) = extra[ROWS_KEY]
-    assert len(added) == 1 and removed == () and extra[LABEL_KEY] == 4
-    np.testing.assert_allclose(added[0].data, [1, 2, 3])
-    assert added[0].positive
-    assert list(extra[STATE_KEY]) == [(4, 1)]
-    before, after = extra[STATE_KEY][(4, 1)]
-    assert before is None and after is state.get_prompt(4, 1)
-    assert history.take(state, 4) == {}
-
-
 def test_state_replays_the_corrected_marks_of_a_step():
     from napari_medsam.session import SessionState
 

@@ -25,6 +25,7 @@ from napari_medsam._qt.controls import Controls, Fold
 from napari_medsam._qt.cursor import CursorStatus
 from napari_medsam._qt.dialogs import ask_checkpoint_path
 from napari_medsam._qt.prefetch import Prefetcher, embed_nearby_task
+from napari_medsam._qt.session_prompts import read_rows
 from napari_medsam._qt.session_view import Session3D
 from napari_medsam._qt.workers import JobRunner
 from napari_medsam.model.protocol import Engine
@@ -228,7 +229,8 @@ class MedSamWidget(QWidget):
         action, layer = getattr(event, "action", None), event.source
         if action == "removing":  # the data is still there: note the slices
             self._removed_zs = wl.prompt_slices(layer, event.data_indices, self.image)
-            self.session3d.prompt_layers.history.note_removed(layer, event.data_indices)
+            rows = read_rows(layer, event.data_indices)
+            self.session3d.session.prompt_history.note_removed(rows)
         elif action == "removed":
             for z in sorted(self._removed_zs):
                 self._resegment_after_removal(z)
@@ -254,7 +256,7 @@ class MedSamWidget(QWidget):
                 return
             z = found[0]
             wf.clear_box_hint(self)
-        self.session3d.prompt_layers.history.note_added(layer, [len(layer.data) - 1])
+        self.session3d.session.prompt_history.note_added(read_rows(layer, [len(layer.data) - 1]))
         self.segment(z)
 
     def _resegment_after_removal(self, z: int) -> None:
@@ -384,7 +386,7 @@ class MedSamWidget(QWidget):
             if boxes is not None and len(boxes.data):
                 boxes.data = []
         self._logits.clear()
-        self.session3d.prompt_layers.history.clear()  # the cleared prompts are no step's
+        self.session3d.session.prompt_history.clear()  # the cleared prompts are no step's
         if self.labels is not None:
             self.controls.label_spin.setValue(ll.next_free_label(self.labels))
         self._update_status(f"next object: label {self.controls.label_spin.value()}")

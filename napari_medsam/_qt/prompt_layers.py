@@ -7,17 +7,14 @@ coordinates, so layers with a different scale or translate still line up.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from napari.layers import Image, Points, Shapes
 
+from napari_medsam.session.prompt_history import BOXES, CLICKS
 from napari_medsam.types import SlicePrompt
 
-logger = logging.getLogger(__name__)
-
-CLICKS_NAME = "clicks"
-BOXES_NAME = "boxes"
+CLICKS_NAME = CLICKS
+BOXES_NAME = BOXES
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "red"
 

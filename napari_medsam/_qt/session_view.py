@@ -22,7 +22,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
@@ -38,7 +37,7 @@ from napari_medsam._qt.labels_layer import (
 from napari_medsam._qt.propagation import PropagationActions
 from napari_medsam._qt.session_controls import Session3DControls
 from napari_medsam._qt.session_prompts import SessionPrompts
-from napari_medsam.session import LockedLabelError, SessionState, UndoStack
+from napari_medsam.session import SessionState, UndoStack
 from napari_medsam.session.annotation import AnnotationSession
 from napari_medsam.types import SliceMask
 
@@ -55,10 +54,8 @@ class ObjectNames:
         return self.session.is_locked(label)
 
     def _ensure_registered(self, label: int) -> None:
-        registry = self.state.registry
-        if label not in registry:
-            name = self.controls.name_combo.currentText().strip() if label == self.label else ""
-            registry.add(name or f"label {label}", label)
+        name = self.controls.name_combo.currentText().strip() if label == self.label else ""
+        self.session.ensure_registered(label, name)
 
     def on_label_changed(self, label: int) -> None:
         """Show the name, lock, saved prompts and undo steps of object ``label``."""
@@ -69,7 +66,7 @@ class ObjectNames:
             name, locked = f"label {label}", False  # until the user names it
         self.controls.show_object(name, locked)
         self.state.active_label = int(label)
-        self.prompt_layers.history.clear()  # pending changes belonged to the other object
+        self.session.prompt_history.clear()  # pending changes belonged to the other object
         if self.image is not None:  # the prompt layers show the current object's prompts
             self.prompt_layers.draw_saved(self.state, int(label))
         self._show_undo()  # undo / redo follow the current object
@@ -142,7 +139,6 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         state = self._open_session() if new_scan else self.state
         # a new labels layer (or scan): a new session on it, its own undo steps and logits
         self.session = AnnotationSession(LayerArray(labels), state, on_change=self._changed)
-        self.prompt_layers.history.clear()
         if new_scan:
             self._show_restored()
         self.registry_view.show(labels, self.state.registry)
@@ -212,7 +208,6 @@ class Session3D(PropagationActions, ObjectNames, QObject):
             show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; unlock it first.")
             return None
         self.end_propagation()  # a prompt supersedes a running propagation
-        self.prompt_layers.history.note_state(self.state, label, z)
         return self.session.segment_request(label, z, prompt, others_negative)
 
     # ------------------------------------------------------------ painting
@@ -235,40 +230,26 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         if by_user is None:
             by_user = self.w.segment_runner.job_id != self.propagation_job
         name = f"segment slice {result.z}" if by_user else "propagate"
-        return self._paint(result, by_user, name, with_prompts=by_user)
-
-    def _paint(
-        self, result: SliceMask, by_user: bool, name: str, with_prompts: bool, extra=None
-    ) -> bool:
-        self._record_layer_paints()  # a brush stroke still queued comes first
-        label, z = int(result.label), int(result.z)
-        if self.is_locked(label):
-            show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; not painted.")
-            return False
-        self._ensure_registered(label)
-        extra = dict(extra or {})
-        if with_prompts:
-            extra.update(self.prompt_layers.history.take(self.state, label))
-        self.session.overwrite_unlocked = self.controls.overwrite_check.isChecked()
-        try:
-            with self._writing():
-                painted = self.session.apply_result(result, by_user, name, extra or None)
-        except LockedLabelError as exc:  # locked between submit and result
-            show_warning(f"MedSAM: {exc}")
-            return False
-        if self.session.running:  # the session saves once the run ends; the view follows now
-            self._changed()
-        return painted
+        return self._paint(result.label, lambda: self.session.apply_result(result, by_user, name))
 
     def clear_slice(self, label: int, z: int) -> None:
         """Remove object ``label`` from slice ``z`` (its last prompt there was deleted)."""
-        self.prompt_layers.history.note_state(self.state, label, z)
-        self.state.clear_prompts(label, z)
-        extra = {"uncorrected": [(label, z)]} if z in self.state.corrected_zs(label) else None
-        self.state.unmark_corrected(label, z)
-        empty = np.zeros(self.labels.data.shape[1:], bool)
-        mask = SliceMask(z, label, empty, 0.0, None)
-        self._paint(mask, False, f"clear slice {z}", True, extra)
+        self._paint(label, lambda: self.session.clear_slice(label, z))
+
+    def _paint(self, label: int, paint) -> bool:
+        self._record_layer_paints()  # a brush stroke still queued comes first
+        label = int(label)
+        locked = self.is_locked(label)
+        if locked:  # the session paints nothing (a cleared slice still loses its prompt)
+            show_warning(f"MedSAM: '{self.state.registry.name(label)}' is locked; not painted.")
+        else:
+            self._ensure_registered(label)
+            self.session.overwrite_unlocked = self.controls.overwrite_check.isChecked()
+        with self._writing():
+            painted = paint()
+        if self.session.running and not locked:  # the session saves once the run ends
+            self._changed()  # the view follows now
+        return painted
 
     def _on_layer_paint(self, event) -> None:
         # napari emits ``paint`` before it writes a single (non-stroke) edit: handle it
@@ -290,20 +271,8 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         index, old, new, reverted = revert_locked(self.labels, index, old, new, locked)
         if reverted:  # a lock holds against the brush too
             show_warning("MedSAM: locked objects are not changed by the brush.")
-        if index.size == 0:
-            return
-        zs = np.unique(index // int(np.prod(shape[1:])))
-        touched = {int(v) for v in np.unique(np.concatenate([old, new])) if v} or {self.label}
-        newly = [
-            (lab, int(z)) for lab in touched for z in zs if z not in self.state.corrected_zs(lab)
-        ]
-        for lab in touched:  # corrected by hand: the next Re-propagate spreads them
-            for z in zs:
-                self.session.note_corrected(lab, int(z))
-        self.undo_stack.record(
-            index, old, new, self.label, "brush", {"corrected": newly} if newly else None
-        )
-        self._changed()
+        if self.session.record_edit(index, old, new, self.label) and self.session.running:
+            self._changed()  # outside a run, the session's change hook did it
 
     # ------------------------------------------------------------ undo / redo
     def undo(self) -> None:
@@ -325,7 +294,7 @@ class Session3D(PropagationActions, ObjectNames, QObject):
             name = self.state.registry.name(label) if label in self.state.registry else label
             self.w._update_status(f"nothing to {'undo' if undo else 'redo'} for {name}")
             return
-        self.prompt_layers.replay(step.extra, undo, self.state, self.label)
+        self.prompt_layers.replay(step.extra, undo, self.label)
         self.w._update_status(f"{'undid' if undo else 'redid'} {step.name}")
         self._changed()
 

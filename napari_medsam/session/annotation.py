@@ -8,7 +8,8 @@ Qt-free and napari-free. An :class:`AnnotationSession` holds, for one scan:
   locks, corrected slices, prompts as data);
 - the logits cache (``(label, z) -> low-res logits``, fed back to the next prompt
   on that slice) and the model's score of every prompted slice;
-- the :class:`~napari_medsam.session.undo.UndoStack`;
+- the :class:`~napari_medsam.session.undo.UndoStack`, and the prompt changes each of
+  its steps carries (:class:`~napari_medsam.session.prompt_history.PromptHistory`);
 - the propagation policy: which request a Propagate, Re-propagate or Fill becomes
   (:mod:`napari_medsam.tasks.policy`, :class:`PropagationOptions`);
 - an autosave hook, called after every change (``on_change``).
@@ -30,6 +31,7 @@ from dataclasses import replace
 import numpy as np
 
 from napari_medsam.session.painting import paint_mask
+from napari_medsam.session.prompt_history import PromptHistory, replay_stored_prompts
 from napari_medsam.tasks.policy import DEFAULT_POLICY, RepropagationPolicy
 from napari_medsam.session.requests import (
     FillRequest,
@@ -80,6 +82,7 @@ class AnnotationSession:
         self.options = options
         self.on_change = on_change or (lambda: None)
         self.undo_stack = UndoStack()
+        self.prompt_history = PromptHistory()  # prompt changes the next user step carries
         self.logits: dict[tuple[int, int], np.ndarray] = {}
         self.scores: dict[tuple[int, int], float] = {}
         self.overwrite_unlocked = False
@@ -125,6 +128,7 @@ class AnnotationSession:
             raise ValueError("the prompt has neither clicks nor a box")
         label, z = int(label), int(z)
         prompt = replace(prompt, prev_logits_lowres=self.logits.get((label, z)))
+        self.prompt_history.note_state(self.state, label, z)
         self.state.set_prompt(label, z, prompt)
         others = np.array(self.labels[z]) if others_negative else None  # a copy
         return SegmentRequest(label, z, prompt, others)
@@ -140,12 +144,15 @@ class AnnotationSession:
     ) -> bool:
         """Paint a result as an undo step (inside a running propagation: part of its step).
 
-        A user prompt's slice becomes corrected: re-propagation keeps it and spreads it.
+        A user prompt's slice becomes corrected: re-propagation keeps it and spreads it,
+        and its step carries the prompt changes since the last step (undo takes them back).
         Returns False when nothing was painted (the object is locked).
         """
         label, z = int(result.label), int(result.z)
         if self.is_locked(label):
             return False
+        if by_user:
+            extra = {**(extra or {}), **self.prompt_history.take(self.state, label)}
         self.ensure_registered(label)
         newly = [(label, z)] if by_user and z not in self.state.corrected_zs(label) else []
         slice_yx = np.array(self.labels[z], copy=True)
@@ -165,6 +172,51 @@ class AnnotationSession:
             self.logits[(label, z)] = result.logits_lowres
         if by_user:
             self.note_corrected(label, z, float(result.score))
+        self._changed()
+        return True
+
+    def clear_slice(self, label: int, z: int) -> bool:
+        """Take object ``label`` off slice ``z`` (its last prompt there was deleted).
+
+        One undo step: the voxels, the stored prompt and the corrected mark come back on
+        undo. The prompt and the mark go even if the object is locked (nothing is painted;
+        returns False).
+        """
+        label, z = int(label), int(z)
+        self.prompt_history.note_state(self.state, label, z)
+        self.state.clear_prompts(label, z)
+        extra = {"uncorrected": [(label, z)]} if z in self.state.corrected_zs(label) else {}
+        self.state.unmark_corrected(label, z)
+        extra.update(self.prompt_history.take(self.state, label))
+        empty = SliceMask(z, label, np.zeros(tuple(self.labels.shape[1:]), bool), 0.0, None)
+        return self.apply_result(empty, False, f"clear slice {z}", extra)
+
+    def record_edit(self, index, old, new, label: int, name: str = "brush") -> bool:
+        """A hand edit (brush, eraser, fill) changed the voxels: record it as one undo step.
+
+        Parameters
+        ----------
+        index, old, new : np.ndarray
+            (N,) C-order flat voxel indices and their values before and after.
+        label : int
+            The current object: the step's owner, and the object corrected when the
+            edit only erased background.
+
+        Every object the edit touched counts as corrected on the slices it touched (the
+        next Re-propagate spreads them). Returns False for an empty edit.
+        """
+        if index.size == 0:
+            return False
+        zs = np.unique(index // int(np.prod(tuple(self.labels.shape[1:]))))
+        touched = {int(v) for v in np.unique(np.concatenate([old, new])) if v} or {int(label)}
+        newly = [
+            (lab, int(z)) for lab in touched for z in zs if z not in self.state.corrected_zs(lab)
+        ]
+        for lab in touched:
+            for z in zs:
+                self.note_corrected(lab, int(z))
+        extra = {"corrected": newly} if newly else None
+        self.undo_stack.record(index, old, new, label, name, extra)
         self._changed()
         return True
 
@@ -311,5 +363,6 @@ class AnnotationSession:
         step = stack.undo(self.labels, label) if undo else stack.redo(self.labels, label)
         if step is not None:
             self.state.replay_corrections(step.extra, undo)
+            replay_stored_prompts(step.extra or {}, undo, self.state, self.logits)
             self._changed()
         return step
