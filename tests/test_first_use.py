@@ -16,6 +16,7 @@ from napari_medsam._qt.controls import Fold
 from napari_medsam.io.phantom import make_phantom
 from napari_medsam.model.protocol import needs_box
 from napari_medsam.model.registry import LITEMEDSAM, SAM_VIT_B
+from napari_medsam.tasks.engine_holder import PRELOAD_ENV
 
 WIDGET = ("napari-medsam", "MedSAM segmentation")
 
@@ -50,7 +51,7 @@ def test_capability_flag_not_the_name():
 
 
 def test_dock_preloads_and_says_ready(make_napari_viewer, phantom, qtbot, monkeypatch):
-    monkeypatch.setenv(wf.PRELOAD_ENV, "1")
+    monkeypatch.setenv(PRELOAD_ENV, "1")
     release = threading.Event()
     loads = []
 
@@ -76,7 +77,7 @@ def test_dock_preloads_and_says_ready(make_napari_viewer, phantom, qtbot, monkey
 
 
 def test_no_preload_when_an_engine_is_given(make_napari_viewer, phantom, qtbot, monkeypatch):
-    monkeypatch.setenv(wf.PRELOAD_ENV, "1")
+    monkeypatch.setenv(PRELOAD_ENV, "1")
     monkeypatch.setattr(
         "napari_medsam.tasks.engine_holder._load_engine",
         lambda *a: pytest.fail("the bundled model must not load"),

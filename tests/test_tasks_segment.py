@@ -116,6 +116,24 @@ def test_a_device_or_backend_change_reloads_only_an_engine_that_has_one():
     assert not holder.choose_backend("torch")  # unchanged: no reload
 
 
+def test_the_status_line_names_the_model_and_keeps_a_warning(monkeypatch):
+    from napari_medsam.tasks import engine_holder
+
+    holder = EngineHolder(device="cpu")
+    assert holder.status() == "model not loaded yet (device cpu)"
+    assert holder.status("loading LiteMedSAM + clicks…") == "loading LiteMedSAM + clicks…"
+    assert not holder.needs_box  # the default model takes clicks
+    holder.set_engine(FakeEngine())
+    assert holder.status("ready (cuda)") == "FakeEngine ready (cuda)"
+    assert holder.status("slice 3: 40 px") == "FakeEngine on cpu · slice 3: 40 px"
+    assert holder.status("", "autosave FAILED: disk full") == (
+        "FakeEngine on cpu · autosave FAILED: disk full"
+    )
+    for value, on in (("0", False), ("off", False), ("1", True), (" Yes ", True)):
+        monkeypatch.setenv(engine_holder.PRELOAD_ENV, value)
+        assert engine_holder.preload_enabled() is on
+
+
 def test_triton_is_hidden_only_when_a_system_llvm_is_loaded(monkeypatch):
     import sys
 

@@ -29,7 +29,7 @@ from napari_medsam._qt.session_prompts import read_rows
 from napari_medsam._qt.session_view import Session3D
 from napari_medsam._qt.workers import JobRunner
 from napari_medsam.model.protocol import Engine
-from napari_medsam.tasks.engine_holder import EngineHolder
+from napari_medsam.tasks.engine_holder import EngineHolder, ready_text
 from napari_medsam.session.requests import request_task
 from napari_medsam.tasks.jobs import EngineLoaded, load_job
 from napari_medsam.types import DirectionEnd, Progress, SliceMask
@@ -332,7 +332,7 @@ class MedSamWidget(QWidget):
             show_info(f"MedSAM: loaded {loaded.engine.name}")
         if self.image is not None:
             wf.select_first_prompt_layer(self)  # the new model may take clicks, or not
-        self._update_status(wf.ready_text(loaded.engine))
+        self._update_status(ready_text(loaded.engine))
 
     def _on_progress(self, progress: Progress) -> None:
         self.controls.show_progress(progress)
@@ -359,8 +359,7 @@ class MedSamWidget(QWidget):
     def _update_status(self, message: str = "") -> None:
         files = getattr(getattr(self, "session3d", None), "files", None)
         warning = getattr(files, "status_warning", "")  # a failing autosave stays in view
-        text = wf.status_text(self.holder, message)
-        self.controls.status_label.setText(" · ".join(p for p in (text, warning) if p))
+        self.controls.status_label.setText(self.holder.status(message, warning))
 
     # ------------------------------------------------------------ objects
     def _on_label_changed(self, value: int) -> None:

@@ -2,57 +2,25 @@
 when it is ready, and a box-only model asks for a box at the point of use.
 
 What a model can take comes from its capability flag
-(:func:`napari_medsam.model.protocol.needs_box`), never from its name, so a
+(:attr:`~napari_medsam.tasks.engine_holder.EngineHolder.needs_box`), never from its name, so a
 click-trained checkpoint gets the click-first behaviour without a code change.
 GUI thread only.
 """
 
 from __future__ import annotations
 
-import os
-
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from napari_medsam._qt import prompt_layers as wl
-from napari_medsam.model.protocol import needs_box
+from napari_medsam.tasks.engine_holder import BUNDLED_NAME, preload_enabled
 from napari_medsam.tasks.jobs import preload_job
 
-#: Set to 0 to load the model on the first prompt instead of when the dock opens.
-PRELOAD_ENV = "NAPARI_MEDSAM_PRELOAD"
-BUNDLED_NAME = "LiteMedSAM + clicks"
 NEEDS_BOX = "this model needs a box first"
 NEEDS_BOX_HINT = (
     f"{NEEDS_BOX}: draw a rectangle around the object on the boxes layer (now selected); "
     "clicks then refine it. The click was taken off."
 )
-
-
-def preload_enabled() -> bool:
-    """Whether the dock loads the model as soon as it opens (default yes)."""
-    return os.environ.get(PRELOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def ready_text(engine) -> str:
-    """``"ready (cpu, 2 threads)"`` / ``"ready (cuda)"``: where the model runs."""
-    device = str(getattr(engine, "device", "cpu"))
-    if device.startswith("cpu"):
-        import torch  # loaded already: the engine is a torch model
-
-        n = torch.get_num_threads()
-        return f"ready (cpu, {n} thread{'' if n == 1 else 's'})"
-    return f"ready ({device})"
-
-
-def status_text(holder, message: str = "") -> str:
-    """The dock's status line: ``"LiteMedSAM ready (cpu, 2 threads)"``, ``"loading …"``."""
-    engine = holder.engine
-    if engine is None:
-        return message or holder.describe()
-    if message.startswith("ready"):
-        return f"{engine.name} {message}"
-    text = holder.describe()
-    return f"{text} · {message}" if message else text
 
 
 def schedule_preload(widget) -> None:
@@ -74,20 +42,12 @@ def start_preload(widget) -> int | None:
     return widget.model_runner.submit(preload_job(widget.holder, BUNDLED_NAME))
 
 
-def model_needs_box(widget) -> bool:
-    """The current model's flag; before the first load, the default model's (it takes clicks)."""
-    engine = widget.holder.engine
-    if engine is not None:
-        return needs_box(engine)
-    return False  # the first load brings LiteMedSAM + the click decoder
-
-
 def select_first_prompt_layer(widget) -> None:
     """Make the prompt the model starts from the active layer: boxes or clicks.
 
     Also shows the matching help text in the dock.
     """
-    box_first = model_needs_box(widget)
+    box_first = widget.holder.needs_box
     widget.controls.show_help(box_first)
     layer = widget._boxes() if box_first else widget._clicks()
     if layer is not None and layer in widget.viewer.layers:
@@ -96,7 +56,7 @@ def select_first_prompt_layer(widget) -> None:
 
 def click_needs_box(widget, z: int) -> bool:
     """Whether a click on slice ``z`` can do nothing: a box-only model and no box there."""
-    if not model_needs_box(widget):
+    if not widget.holder.needs_box:
         return False
     boxes = widget._boxes()
     return boxes is None or wl.latest_box_on_slice(boxes, widget.image, z) is None

@@ -9,16 +9,45 @@ a bad file leaves the current model in use.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from napari_medsam.model.protocol import Engine
+from napari_medsam.model.protocol import Engine, needs_box
 from napari_medsam.model.triton_guard import keep_triton_away_from_mesa_llvm
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[str | None, str], Engine]
+
+#: Set to 0 to load the model on the first prompt instead of when the dock opens.
+PRELOAD_ENV = "NAPARI_MEDSAM_PRELOAD"
+BUNDLED_NAME = "LiteMedSAM + clicks"
+
+
+def preload_enabled() -> bool:
+    """Whether the dock loads the model as soon as it opens (default yes)."""
+    return os.environ.get(PRELOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def device_choices() -> list[str]:
+    """``auto``, ``cpu``, and ``cuda`` when torch sees a GPU (the dock's device combo)."""
+    keep_triton_away_from_mesa_llvm()  # before torch: a canvas (and its GL) may exist already
+    import torch
+
+    return ["auto", "cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def ready_text(engine: Engine) -> str:
+    """``"ready (cpu, 2 threads)"`` / ``"ready (cuda)"``: where the model runs."""
+    device = str(getattr(engine, "device", "cpu"))
+    if device.startswith("cpu"):
+        import torch  # loaded already: the engine is a torch model
+
+        n = torch.get_num_threads()
+        return f"ready (cpu, {n} thread{'' if n == 1 else 's'})"
+    return f"ready ({device})"
 
 
 def _load_engine(checkpoint: str | None, device: str, backend: str = "auto") -> Engine:
@@ -129,3 +158,22 @@ class EngineHolder:
         device = getattr(engine, "device", None) or self.device
         backend = getattr(engine, "backend", None)
         return f"{engine.name} on {device}" + (f", encoder {backend}" if backend else "")
+
+    @property
+    def needs_box(self) -> bool:
+        """The model's capability flag; before the first load the default model's (clicks)."""
+        return self._engine is not None and needs_box(self._engine)
+
+    def status(self, message: str = "", warning: str = "") -> str:
+        """The dock's status line: ``"LiteMedSAM ready (cpu, 2 threads)"``, ``"loading …"``.
+
+        ``warning`` (a failing autosave) stays at the end of the line while it lasts.
+        """
+        engine = self._engine
+        if engine is None:
+            text = message or self.describe()
+        elif message.startswith("ready"):
+            text = f"{engine.name} {message}"
+        else:
+            text = f"{self.describe()} · {message}" if message else self.describe()
+        return " · ".join(p for p in (text, warning) if p)
