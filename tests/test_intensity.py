@@ -138,3 +138,21 @@ def test_auto_window_on_shared_data(relpath, kind):
     assert window.kind == kind
     if kind == "mr":
         assert 0 <= window.lo < 20 and 120 < window.hi <= 254
+
+
+def test_the_docks_window_choices_give_their_windows():
+    from napari_medsam.prompts import intensity
+
+    ct = np.full((4, 8, 8), -1000, np.int16)
+    ct[:, 2:6, 2:6] = 40
+    mr = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+    choices = intensity.window_choices()
+    assert choices[:3] == list(intensity.WINDOW_PRESETS)
+    assert choices[-2:] == [intensity.MR_AUTO, intensity.CURRENT_DISPLAY]
+    soft = intensity.window_for_choice("soft tissue", ct)
+    assert (soft.lo, soft.hi) == (-160.0, 240.0)
+    assert intensity.window_for_choice(intensity.CURRENT_DISPLAY, ct) is None
+    mr_auto = intensity.window_for_choice(intensity.MR_AUTO, mr)
+    assert (mr_auto.lo, mr_auto.hi) == (intensity.mr_window(mr).lo, intensity.mr_window(mr).hi)
+    assert intensity.default_window_choice(ct) == "soft tissue"
+    assert intensity.default_window_choice(mr) == intensity.MR_AUTO

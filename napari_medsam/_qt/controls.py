@@ -3,7 +3,6 @@ no behaviour beyond display)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from qtpy.QtCore import Qt, Signal
@@ -21,12 +20,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medsam.prompts import intensity
+from napari_medsam.tasks.engine_holder import device_choices
 from napari_medsam.types import Progress
 
-logger = logging.getLogger(__name__)
-
-MR_AUTO = "MR auto"
-CURRENT_DISPLAY = "current display"
 _CLICKS_HELP = (
     "<b>Click</b> on the <i>clicks</i> layer: positive (green). "
     "<b>Shift+click</b>, or tick <i>Negative clicks</i> (key <b>N</b>): negative (red).<br>"
@@ -44,41 +41,6 @@ HELP_TEXT_BOX_FIRST = (
     "<b>This model needs a box first.</b> " + _BOX_HELP + "Then clicks refine it: " + _CLICKS_HELP
     + _COMMON_HELP
 )
-
-
-def window_presets() -> list[str]:
-    """Names offered in the window combo, in order."""
-    from napari_medsam.prompts.intensity import WINDOW_PRESETS
-
-    return [*WINDOW_PRESETS, MR_AUTO, CURRENT_DISPLAY]
-
-
-def window_for_preset(preset: str, image):
-    """The IntensityWindow of ``preset`` for ``image``; None for "current display"."""
-    from napari_medsam.prompts import intensity
-
-    if preset == CURRENT_DISPLAY:
-        return None
-    if preset == MR_AUTO:
-        return intensity.mr_window(image.data)
-    level, width = intensity.WINDOW_PRESETS[preset]
-    return intensity.IntensityWindow.from_level_width(level, width)
-
-
-def available_devices() -> list[str]:
-    """``auto``, ``cpu`` and ``cuda`` when torch sees a GPU."""
-    from napari_medsam.model.triton_guard import keep_triton_away_from_mesa_llvm
-
-    devices = ["auto", "cpu"]
-    keep_triton_away_from_mesa_llvm()  # the canvas (and its GL) exists already
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            devices.append("cuda")
-    except ImportError:  # pragma: no cover - torch is a dependency
-        logger.debug("torch missing: cpu only")
-    return devices
 
 
 class Fold(QWidget):
@@ -158,12 +120,12 @@ class Controls(QWidget):
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("3D image layer to segment")
         self.window_combo = QComboBox()
-        self.window_combo.addItems(window_presets())
+        self.window_combo.addItems(intensity.window_choices())
         self.window_combo.setToolTip(
             "Sets the image contrast limits; the model always sees the current contrast limits"
         )
         self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
+        self.device_combo.addItems(device_choices())
         self.backend_combo = QComboBox()
         self.backend_combo.addItems(["auto", "torch", "openvino"])
         self.backend_combo.setToolTip(
@@ -259,7 +221,8 @@ class Controls(QWidget):
     def on_window_preset_changed(self, preset: str) -> None:
         """A preset was chosen: the image layer's contrast limits become its window."""
         image = self.image_of()
-        window = window_for_preset(preset, image) if image is not None and preset else None
+        ok = image is not None and preset
+        window = intensity.window_for_choice(preset, image.data) if ok else None
         if window is not None:
             self._preset_limits = (float(window.lo), float(window.hi))
             image.contrast_limits = self._preset_limits
@@ -271,16 +234,14 @@ class Controls(QWidget):
             return
         limits = tuple(float(v) for v in image.contrast_limits)
         combo = self.window_combo
-        if combo.currentText() != CURRENT_DISPLAY and limits != self._preset_limits:
+        if combo.currentText() != intensity.CURRENT_DISPLAY and limits != self._preset_limits:
             combo.blockSignals(True)
-            combo.setCurrentText(CURRENT_DISPLAY)
+            combo.setCurrentText(intensity.CURRENT_DISPLAY)
             combo.blockSignals(False)
 
     def select_default_window(self, image) -> None:
         """Soft tissue for CT-like intensities, MR percentiles otherwise."""
-        from napari_medsam.prompts.intensity import looks_like_ct
-
-        preset = "soft tissue" if looks_like_ct(image.data) else MR_AUTO
+        preset = intensity.default_window_choice(image.data)
         if self.window_combo.currentText() == preset:
             self.window_combo.currentTextChanged.emit(preset)
         else:

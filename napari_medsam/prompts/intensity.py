@@ -13,6 +13,9 @@ __all__ = [
     "WINDOW_PRESETS",
     "IntensityWindow",
     "auto_window",
+    "default_window_choice",
+    "window_choices",
+    "window_for_choice",
     "looks_like_ct",
     "mr_window",
     "sample_finite",
@@ -159,3 +162,28 @@ def auto_window(volume: np.ndarray) -> IntensityWindow:
     if looks_like_ct(volume):
         return IntensityWindow.from_preset("soft tissue")
     return mr_window(volume)
+
+
+#: The dock's window choices besides the CT presets: MR percentiles, or the display as it is.
+MR_AUTO = "MR auto"
+CURRENT_DISPLAY = "current display"
+
+
+def window_choices() -> list[str]:
+    """Names offered in the dock's window combo, in order."""
+    return [*WINDOW_PRESETS, MR_AUTO, CURRENT_DISPLAY]
+
+
+def window_for_choice(choice: str, volume: np.ndarray) -> IntensityWindow | None:
+    """The window of a :func:`window_choices` entry for ``volume``; None for the display's."""
+    if choice == CURRENT_DISPLAY:
+        return None
+    if choice == MR_AUTO:
+        return mr_window(volume)
+    level, width = WINDOW_PRESETS[choice]
+    return IntensityWindow.from_level_width(level, width)
+
+
+def default_window_choice(volume: np.ndarray) -> str:
+    """Soft tissue for CT-like intensities, MR percentiles otherwise."""
+    return "soft tissue" if looks_like_ct(volume) else MR_AUTO
