@@ -169,3 +169,12 @@ def test_a_preset_name_brings_its_preset_colour_unless_the_user_chose_one():
     assert registry[1].color == (1, 2, 3)
     registry.rename(7, "my tumour")  # back to the id's colour
     assert registry[7].color == default_color(7)
+
+
+def test_the_name_menu_lists_every_class_once_common_organs_first():
+    from napari_medsam.session.presets import COMMON_ABDOMINAL, TOTALSEGMENTATOR_NAMES, menu_names
+
+    names = menu_names()
+    assert names[0] == "liver" and names[1] == "spleen"  # COMMON_ABDOMINAL's order
+    assert names[: len(COMMON_ABDOMINAL)] == [TOTALSEGMENTATOR_NAMES[i] for i in COMMON_ABDOMINAL]
+    assert sorted(names) == sorted(TOTALSEGMENTATOR_NAMES.values())

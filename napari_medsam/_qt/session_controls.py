@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medsam.tasks.policy import DEFAULT_POLICY, GAP_MODES, RepropagationPolicy
+from napari_medsam.session.presets import menu_names
 from napari_medsam.tasks.fill import DEFAULT_REFINE, REFINES
 
 HELP_3D = (
@@ -36,15 +37,6 @@ HELP_3D = (
     "undo / redo of the current object's steps (a whole propagation is one step; undoing a "
     "click's or box's result takes it off the layer too). The session autosaves next to the scan."
 )
-
-
-def preset_label_names() -> list[str]:
-    """TotalSegmentator class names, the common abdominal organs first."""
-    from napari_medsam.session.presets import COMMON_ABDOMINAL, TOTALSEGMENTATOR_NAMES
-
-    first = [TOTALSEGMENTATOR_NAMES[i] for i in COMMON_ABDOMINAL if i in TOTALSEGMENTATOR_NAMES]
-    rest = [n for i, n in sorted(TOTALSEGMENTATOR_NAMES.items()) if n not in first]
-    return first + rest
 
 
 AUTO = "auto (fitted)"
@@ -148,7 +140,7 @@ class Session3DControls(QWidget):
         super().__init__(parent)
         self.name_combo = QComboBox()
         self.name_combo.setEditable(True)
-        self.name_combo.addItems(preset_label_names())
+        self.name_combo.addItems(menu_names())
         self.name_combo.setToolTip(
             "Name of the current object: a TotalSegmentator class or any text (Enter)"
         )

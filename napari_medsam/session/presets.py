@@ -175,3 +175,10 @@ def preset_id(name: str) -> int | None:
         if preset == key:
             return label_id
     return None
+
+
+def menu_names() -> list[str]:
+    """TotalSegmentator class names for the name menu, the common abdominal organs first."""
+    first = [TOTALSEGMENTATOR_NAMES[i] for i in COMMON_ABDOMINAL if i in TOTALSEGMENTATOR_NAMES]
+    rest = [n for i, n in sorted(TOTALSEGMENTATOR_NAMES.items()) if n not in first]
+    return first + rest
