@@ -207,3 +207,18 @@ def test_a_hand_edit_is_one_step_and_marks_what_it_touched_corrected():
     eraser = AnnotationSession(np.zeros((2, 2, 2), np.uint16))
     eraser.record_edit(np.array([0]), np.array([0]), np.array([0]), label=4)  # background only
     assert eraser.state.corrected_zs(4) == {0}
+
+
+def test_a_run_reports_where_each_direction_stopped():
+    from napari_medsam.types import DirectionEnd
+
+    session = AnnotationSession(np.zeros((4, 8, 8), np.uint16))
+    assert session.stop_report() == ""
+    with session.run(2):
+        session.ends.append(DirectionEnd(2, "up", 2, 3, "area 0 px < 5 px"))
+        session.ends.append(DirectionEnd(2, "down", 1, 0, "score 0.50 < 0.80"))
+    report = session.stop_report()  # kept after the run, until the next one starts
+    up, down = (e.describe() for e in session.ends)
+    assert report == f"label 2: {up}; {down}"
+    session.begin_run(2)
+    assert session.stop_report() == ""

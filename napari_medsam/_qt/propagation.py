@@ -24,7 +24,6 @@ class PropagationActions:
 
     def _init_propagation(self) -> None:
         self.propagation_job: int | None = None
-        self._ends: list[DirectionEnd] = []
 
     def current_z(self) -> int:
         """The image slice the viewer shows."""
@@ -83,15 +82,10 @@ class PropagationActions:
         request = self._request(self.session.fill_request, label)
         return None if request is None else self._submit(request, label, "fill")
 
-    def _name(self, label: int) -> str:
-        registry = self.state.registry
-        return registry.name(label) if label in registry else f"label {label}"
-
     def _submit(self, request, label: int, verb: str) -> int:
         w = self.w
         self.end_propagation()
         self._ensure_registered(label)
-        self._ends = []
         self.session.begin_run(label, verb)
         task = request_task(w.holder, w.image.data, w.current_window(), request, w._volume_key())
         self.propagation_job = w.segment_runner.submit(task)
@@ -99,16 +93,9 @@ class PropagationActions:
         return self.propagation_job
 
     def on_direction_end(self, end: DirectionEnd) -> None:
-        """A direction of the running propagation ended: keep it for the report."""
+        """A direction of the running propagation ended: the session keeps it for the report."""
         if self.w.segment_runner.job_id == self.propagation_job:
-            self._ends.append(end)
-
-    def stop_report(self) -> str:
-        """``label 1: stopped above slice 24: overlap 0.53 < 0.60; stopped below ...``."""
-        if not self._ends:
-            return ""
-        label = self._ends[0].label
-        return f"label {label}: " + "; ".join(e.describe() for e in self._ends)
+            self.session.ends.append(end)
 
     def cancel(self) -> None:
         """Stop the running propagation; the slices painted so far stay (one undo step)."""
@@ -122,12 +109,11 @@ class PropagationActions:
         self.propagation_job = None
         self.session.end_run()
         self.controls.set_propagating(False)
-        report = self.stop_report()
+        report = self.session.stop_report()
         self.controls.stop_label.setText(report)
         if report:
             self.w._update_status(report)
             show_info(f"MedSAM: {report}")
-        self._ends = []
         self._changed()
 
     def _on_runner_finished(self, job_id: int) -> None:

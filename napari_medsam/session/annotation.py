@@ -43,7 +43,7 @@ from napari_medsam.session.state import SessionState
 from napari_medsam.session.undo import UndoStack
 from napari_medsam.tasks.propagate import DEFAULT_MIN_AREA
 from napari_medsam.tasks.propagate_options import DEFAULT_OPTIONS, PropagationOptions
-from napari_medsam.types import SliceMask, SlicePrompt
+from napari_medsam.types import DirectionEnd, SliceMask, SlicePrompt
 
 
 class ObjectLockedError(ValueError):
@@ -89,6 +89,7 @@ class AnnotationSession:
         self._changed_zs: dict[int, set[int]] = {}  # label -> corrected since the last run
         self._last_corrected: dict[int, int] = {}
         self._running = False
+        self.ends: list[DirectionEnd] = []  # where the current (or last) run stopped, and why
 
     # ------------------------------------------------------------ objects
     def is_locked(self, label: int) -> bool:
@@ -320,6 +321,7 @@ class AnnotationSession:
         self._changed_zs.pop(int(label), None)
         self.undo_stack.begin_group(f"{verb} {name}", int(label))
         self._running = True
+        self.ends = []
 
     def end_run(self) -> None:
         """The run finished, was cancelled or superseded: close its step, save once."""
@@ -329,6 +331,12 @@ class AnnotationSession:
         if self.undo_stack.in_group:
             self.undo_stack.end_group()
         self._changed()
+
+    def stop_report(self) -> str:
+        """``label 1: stopped above slice 24: overlap 0.53 < 0.60; stopped below ...``."""
+        if not self.ends:
+            return ""
+        return f"label {self.ends[0].label}: " + "; ".join(e.describe() for e in self.ends)
 
     @property
     def running(self) -> bool:
