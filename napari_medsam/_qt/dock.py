@@ -29,6 +29,7 @@ from napari_medsam._qt.session_prompts import read_rows
 from napari_medsam._qt.session_view import Session3D
 from napari_medsam._qt.workers import JobRunner
 from napari_medsam.model.protocol import Engine
+from napari_medsam.prompts.voxels import inside_volume
 from napari_medsam.tasks.engine_holder import EngineHolder, ready_text
 from napari_medsam.session.requests import request_task
 from napari_medsam.tasks.jobs import EngineLoaded, load_job
@@ -239,7 +240,7 @@ class MedSamWidget(QWidget):
             return
         if isinstance(layer, wl.Points):
             zyx = wl.to_image_zyx(layer, layer.data[-1], self.image)[0]
-            if not wl.inside_volume(zyx, self.image.data.shape):
+            if not inside_volume(zyx, self.image.data.shape):
                 show_warning("MedSAM: that click is outside the volume; ignored.")
                 self._remove_last(layer)
                 return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Points, Shapes
 
+from napari_medsam.prompts.voxels import box_on_slice, map_points, points_on_slice
 from napari_medsam.session.prompt_history import BOXES, CLICKS
 from napari_medsam.types import SlicePrompt
 
@@ -82,24 +83,6 @@ def ensure_boxes_layer(viewer, image: Image) -> Shapes:
     return layer
 
 
-def _map_points(coords: np.ndarray, convert) -> np.ndarray:
-    """Apply the affine map ``convert`` (one point at a time) to (N, D) ``coords``.
-
-    napari converts one position per call; the maps between layers' data frames
-    are affine, so beyond D + 1 points the map is read off D + 1 probes and
-    applied to all points at once: the cost no longer grows with the clicks.
-    """
-    n, d = coords.shape
-    if n <= d + 1:
-        out = np.empty_like(coords)
-        for i, point in enumerate(coords):
-            out[i] = convert(point)
-        return out
-    offset = np.asarray(convert(np.zeros(d)), dtype=float)
-    matrix = np.stack([np.asarray(convert(e), dtype=float) - offset for e in np.eye(d)], axis=1)
-    return coords @ matrix.T + offset
-
-
 def to_image_zyx(layer, coords: np.ndarray, image: Image) -> np.ndarray:
     """Convert ``coords`` from ``layer``'s data frame to ``image``'s data frame.
 
@@ -118,7 +101,7 @@ def to_image_zyx(layer, coords: np.ndarray, image: Image) -> np.ndarray:
         (N, 3) float (z, y, x) in the image's voxel (data) frame.
     """
     coords = np.atleast_2d(np.asarray(coords, dtype=float))
-    return _map_points(coords, lambda p: image.world_to_data(layer.data_to_world(p)))
+    return map_points(coords, lambda p: image.world_to_data(layer.data_to_world(p)))
 
 
 def from_image_zyx(layer, coords_zyx: np.ndarray, image: Image) -> np.ndarray:
@@ -139,7 +122,7 @@ def from_image_zyx(layer, coords_zyx: np.ndarray, image: Image) -> np.ndarray:
         (N, 3) float coordinates in ``layer``'s data frame.
     """
     coords_zyx = np.atleast_2d(np.asarray(coords_zyx, dtype=float))
-    return _map_points(coords_zyx, lambda p: layer.world_to_data(image.data_to_world(p)))
+    return map_points(coords_zyx, lambda p: layer.world_to_data(image.data_to_world(p)))
 
 
 def draw_slice_prompt(
@@ -186,12 +169,6 @@ def prompt_slices(layer, indices, image: Image) -> set[int]:
     return zs
 
 
-def inside_volume(zyx: np.ndarray, shape_zyx: tuple[int, ...]) -> bool:
-    """Whether a (3,) voxel coordinate rounds to a voxel of a volume of ``shape_zyx``."""
-    idx = np.round(np.asarray(zyx, dtype=float))
-    return bool(np.all(idx >= 0) and np.all(idx < np.asarray(shape_zyx[:3])))
-
-
 def clicks_on_slice(clicks: Points, image: Image, z: int) -> tuple[np.ndarray, np.ndarray]:
     """Clicks lying on slice ``z`` of ``image``.
 
@@ -205,12 +182,7 @@ def clicks_on_slice(clicks: Points, image: Image, z: int) -> tuple[np.ndarray, n
     if len(clicks.data) == 0:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
     zyx = to_image_zyx(clicks, clicks.data, image)
-    positive = np.asarray(clicks.features["positive"], dtype=bool)
-    idx = np.round(zyx)
-    inside = np.all((idx >= 0) & (idx < np.asarray(image.data.shape[:3])), axis=1)
-    keep = (idx[:, 0] == z) & inside
-    points_yx = zyx[keep][:, 1:].astype(np.float32)
-    return points_yx, positive[keep].astype(np.int64)
+    return points_on_slice(zyx, clicks.features["positive"], image.data.shape, z)
 
 
 def box_zyx(boxes: Shapes, index: int, image: Image) -> tuple[int, np.ndarray] | None:
@@ -218,15 +190,7 @@ def box_zyx(boxes: Shapes, index: int, image: Image) -> tuple[int, np.ndarray] |
 
     Returns None when the shape lies outside the volume.
     """
-    zyx = to_image_zyx(boxes, boxes.data[index], image)
-    z = int(np.round(zyx[:, 0].mean()))
-    n_z, n_y, n_x = image.data.shape[:3]
-    y0, x0 = zyx[:, 1].min(), zyx[:, 2].min()
-    y1, x1 = zyx[:, 1].max(), zyx[:, 2].max()
-    if not 0 <= z < n_z or y1 < 0 or x1 < 0 or y0 > n_y - 1 or x0 > n_x - 1:
-        return None
-    box = np.array([max(y0, 0), max(x0, 0), min(y1, n_y - 1), min(x1, n_x - 1)], dtype=np.float32)
-    return z, box
+    return box_on_slice(to_image_zyx(boxes, boxes.data[index], image), image.data.shape)
 
 
 def latest_box_on_slice(boxes: Shapes, image: Image, z: int) -> np.ndarray | None:
