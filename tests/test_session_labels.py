@@ -178,3 +178,20 @@ def test_the_name_menu_lists_every_class_once_common_organs_first():
     assert names[0] == "liver" and names[1] == "spleen"  # COMMON_ABDOMINAL's order
     assert names[: len(COMMON_ABDOMINAL)] == [TOTALSEGMENTATOR_NAMES[i] for i in COMMON_ABDOMINAL]
     assert sorted(names) == sorted(TOTALSEGMENTATOR_NAMES.values())
+
+
+def test_registry_colors_keep_the_cycle_for_unregistered_ids():
+    from napari_medsam.session.labels import LabelRegistry, UNLISTED_RGBA, registry_colors
+
+    cycle = np.array([[0, 0, 0, 0], [1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 1]], float)
+    registry = LabelRegistry()
+    registry.add("liver", 5)
+    registry.set_color(5, (255, 0, 51))
+    registry.add("hidden", 6)
+    registry.set_visible(6, False)
+    colors = registry_colors(registry, cycle, max_id=300)
+    assert colors[None] == UNLISTED_RGBA and colors[0][3] == 0.0
+    assert len(colors) == 2 + 300  # ids 1..max(255, 300)
+    assert colors[1] == (1, 0, 0, 1) and colors[4] == (1, 0, 0, 1)  # the cycle skips row 0
+    assert colors[5] == (1.0, 0.0, 0.2, 1.0) and colors[6][3] == 0.0
+    assert len(registry_colors(LabelRegistry(), cycle, max_id=10**6)) == 2 + 4095

@@ -387,8 +387,8 @@ class MedSamWidget(QWidget):
                 boxes.data = []
         self._logits.clear()
         self.session3d.session.prompt_history.clear()  # the cleared prompts are no step's
-        if self.labels is not None:
-            self.controls.label_spin.setValue(ll.next_free_label(self.labels))
+        if self.labels is not None:  # the next free id
+            self.controls.label_spin.setValue(self.session3d.session.commit_object())
         self._update_status(f"next object: label {self.controls.label_spin.value()}")
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)

@@ -21,13 +21,10 @@ from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap, lab
 
 from napari_medsam._qt.prompt_layers import grid_kwargs
 from napari_medsam.session import LabelRegistry
-from napari_medsam.session.labels import LAYER_METADATA_KEY
+from napari_medsam.session.labels import LAYER_METADATA_KEY, registry_colors
 
 LABELS_DTYPE = np.uint16
 SOURCE_KEY = "napari_medsam_image"  # labels metadata: name of the image it segments
-MIN_FALLBACK_IDS = 255  # ids 1..N that keep napari's cyclic colours when not registered
-MAX_FALLBACK_IDS = 4095  # never list more than this many unregistered ids
-UNLISTED_RGBA = (0.7, 0.7, 0.7, 1.0)  # unregistered ids above the listed range still show
 
 
 def labels_name(image: Image) -> str:
@@ -60,11 +57,6 @@ def ensure_labels_layer(viewer, image: Image) -> Labels:
         opacity=0.6,
         **grid_kwargs(image),
     )
-
-
-def next_free_label(labels: Labels) -> int:
-    """One more than the largest label id in use (1 for an empty layer)."""
-    return int(np.max(labels.data)) + 1 if labels.data.size else 1
 
 
 class LayerArray:
@@ -176,36 +168,6 @@ def save_labels_layer(layer: Labels, registry, path: str | Path) -> Path:
     return Path(write_labels(path, np.asarray(layer.data), meta)[0])
 
 
-def cyclic_colors(cmap: CyclicLabelColormap, ids: np.ndarray) -> np.ndarray:
-    """(N, 4) RGBA that ``cmap`` gives label ``ids`` (N,) >= 1, ignoring any selection mode."""
-    colors = np.asarray(cmap.colors, float)
-    return colors[(np.asarray(ids, np.int64) - 1) % (len(colors) - 1) + 1]
-
-
-def registry_colormap(
-    registry: LabelRegistry, fallback: CyclicLabelColormap, max_id: int = 0
-) -> DirectLabelColormap:
-    """A direct colormap: registry colours (hidden labels transparent), else ``fallback``'s.
-
-    Parameters
-    ----------
-    registry : LabelRegistry
-    fallback : CyclicLabelColormap
-        Colours of ids 1..N that are not registered, N = ``max(255, max_id)``
-        (at most 4095); ids above get a light grey.
-    max_id : int
-        The largest id in the volume.
-    """
-    n = min(max(MIN_FALLBACK_IDS, int(max_id), *registry.ids(), 0), MAX_FALLBACK_IDS)
-    ids = np.arange(1, n + 1)
-    color_dict: dict = {None: UNLISTED_RGBA, 0: (0.0, 0.0, 0.0, 0.0)}
-    color_dict.update(zip(ids.tolist(), cyclic_colors(fallback, ids), strict=True))
-    for info in registry:
-        alpha = 1.0 if info.visible else 0.0
-        color_dict[info.id] = (*(c / 255.0 for c in info.color), alpha)
-    return DirectLabelColormap(color_dict=color_dict)
-
-
 class RegistryOnLayer:
     """Keeps a labels layer's colours and metadata in step with a registry."""
 
@@ -232,7 +194,7 @@ class RegistryOnLayer:
                 layer.colormap = fallback
             return True
         max_id = int(np.max(layer.data)) if np.size(layer.data) else 0
-        cmap = registry_colormap(registry, fallback, max_id)
+        cmap = DirectLabelColormap(color_dict=registry_colors(registry, fallback.colors, max_id))
         cmap.use_selection = bool(layer.show_selected_label)
         cmap.selection = int(layer.selected_label)
         layer.colormap = cmap

@@ -344,3 +344,39 @@ class LabelRegistry:
         if paths["slicer"].is_file():
             return cls.from_slicer_ctbl(paths["slicer"].read_text(encoding="utf-8"))
         return None
+
+
+MIN_FALLBACK_IDS = 255  # ids 1..N that keep the viewer's cyclic colours when not registered
+MAX_FALLBACK_IDS = 4095  # never list more than this many unregistered ids
+UNLISTED_RGBA = (0.7, 0.7, 0.7, 1.0)  # unregistered ids above the listed range still show
+
+
+def registry_colors(registry: LabelRegistry, cycle_rgba: np.ndarray, max_id: int = 0) -> dict:
+    """``id -> RGBA`` (0..1) for a labels display: registry colours, else the cycle's.
+
+    Parameters
+    ----------
+    registry : LabelRegistry
+        Its colours (a hidden label is transparent).
+    cycle_rgba : np.ndarray
+        (K, 4) colours of a cyclic colormap whose row 0 is the background; ids
+        1..N not registered take row ``(id - 1) % (K - 1) + 1``,
+        N = ``max(255, max_id)`` (at most 4095).
+    max_id : int
+        The largest id in the volume.
+
+    Returns
+    -------
+    dict
+        Keys ``None`` (ids not listed: light grey), 0 (transparent) and the ids.
+    """
+    n = min(max(MIN_FALLBACK_IDS, int(max_id), *registry.ids(), 0), MAX_FALLBACK_IDS)
+    ids = np.arange(1, n + 1)
+    colors = np.asarray(cycle_rgba, float)
+    cycled = colors[(ids - 1) % (len(colors) - 1) + 1]
+    color_dict: dict = {None: UNLISTED_RGBA, 0: (0.0, 0.0, 0.0, 0.0)}
+    color_dict.update(zip(ids.tolist(), (tuple(c) for c in cycled), strict=True))
+    for info in registry:
+        alpha = 1.0 if info.visible else 0.0
+        color_dict[info.id] = (*(c / 255.0 for c in info.color), alpha)
+    return color_dict
