@@ -222,3 +222,12 @@ def test_a_run_reports_where_each_direction_stopped():
     assert report == f"label 2: {up}; {down}"
     session.begin_run(2)
     assert session.stop_report() == ""
+
+
+def test_selecting_an_object_drops_the_others_logits_and_pending_prompt_changes():
+    session = AnnotationSession(np.zeros((3, 4, 4), np.uint16))
+    session.logits.update({(1, 0): np.zeros(1), (2, 0): np.zeros(1), (2, 1): np.zeros(1)})
+    session.prompt_history.note_state(session.state, 1, 0)
+    session.select_object(2)
+    assert sorted(session.logits) == [(2, 0), (2, 1)] and session.state.active_label == 2
+    assert session.prompt_history.take(session.state, 1) == {}

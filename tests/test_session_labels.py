@@ -195,3 +195,13 @@ def test_registry_colors_keep_the_cycle_for_unregistered_ids():
     assert colors[1] == (1, 0, 0, 1) and colors[4] == (1, 0, 0, 1)  # the cycle skips row 0
     assert colors[5] == (1.0, 0.0, 0.2, 1.0) and colors[6][3] == 0.0
     assert len(registry_colors(LabelRegistry(), cycle, max_id=10**6)) == 2 + 4095
+
+
+def test_set_name_registers_renames_and_ignores_empty_or_same_names():
+    from napari_medsam.session.labels import LabelRegistry
+
+    registry = LabelRegistry()
+    assert not registry.set_name(3, "  ") and 3 not in registry
+    assert registry.set_name(3, " my tumour ") and registry.name(3) == "my tumour"
+    assert not registry.set_name(3, "my tumour")
+    assert registry.set_name(3, "kidney_left") and registry.name(3) == "kidney_left"

@@ -92,7 +92,7 @@ class MedSamWidget(QWidget):
         c.commit_button.clicked.connect(self.commit_object)
         c.embed_button.clicked.connect(self.embed_nearby)
         c.load_button.clicked.connect(self._on_load_clicked)
-        c.label_spin.valueChanged.connect(self._on_label_changed)
+        c.label_spin.valueChanged.connect(self.session3d.on_label_changed)
         for runner in (self.segment_runner, self.model_runner):
             runner.progress.connect(self._on_progress)
             runner.finished.connect(self._on_job_finished)
@@ -363,11 +363,6 @@ class MedSamWidget(QWidget):
         self.controls.status_label.setText(self.holder.status(message, warning))
 
     # ------------------------------------------------------------ objects
-    def _on_label_changed(self, value: int) -> None:
-        for label in {k[0] for k in self._logits} - {value}:
-            self.session3d.session.forget_logits(label)
-        self.session3d.on_label_changed(value)
-
     def _on_device_changed(self, device: str) -> None:
         if self.holder.choose_device(device):
             self.load_checkpoint(self.holder.checkpoint)

@@ -59,28 +59,15 @@ class ObjectNames:
 
     def on_label_changed(self, label: int) -> None:
         """Show the name, lock, saved prompts and undo steps of object ``label``."""
-        registry = self.state.registry
-        if label in registry:
-            name, locked = registry[label].name, registry[label].locked
-        else:
-            name, locked = f"label {label}", False  # until the user names it
-        self.controls.show_object(name, locked)
-        self.state.active_label = int(label)
-        self.session.prompt_history.clear()  # pending changes belonged to the other object
+        self.controls.show_object(self.state.registry.name(label), self.is_locked(label))
+        self.session.select_object(label)  # other objects' logits and pending changes go
         if self.image is not None:  # the prompt layers show the current object's prompts
             self.prompt_layers.draw_saved(self.state, int(label))
         self._show_undo()  # undo / redo follow the current object
 
     def _on_name_chosen(self, *args) -> None:
-        name = self.controls.name_combo.currentText().strip()
-        label = self.label
-        if not name or (label in self.state.registry and self.state.registry.name(label) == name):
-            return
-        if label in self.state.registry:
-            self.state.registry.rename(label, name)
-        else:
-            self.state.registry.add(name, label)
-        self._changed()
+        if self.state.registry.set_name(self.label, self.controls.name_combo.currentText()):
+            self._changed()
 
     def _on_lock_toggled(self, locked: bool) -> None:
         self._ensure_registered(self.label)

@@ -105,6 +105,13 @@ class AnnotationSession:
         if label not in self.state.registry:
             self.state.registry.add(name or f"label {label}", int(label))
 
+    def select_object(self, label: int) -> None:
+        """``label`` becomes the current object: others' logits and pending prompt changes go."""
+        self.state.active_label = int(label)
+        self.prompt_history.clear()
+        for other in {key[0] for key in self.logits} - {int(label)}:
+            self.forget_logits(other)
+
     def commit_object(self) -> int:
         """Finish the current object; the next free label id (one more than the largest)."""
         self.logits.clear()

@@ -202,6 +202,17 @@ class LabelRegistry:
             color = _auto_color(label_id, name)
         return self._put(replace(info, name=str(name), color=color))
 
+    def set_name(self, label_id: int, name: str) -> bool:
+        """Name object ``label_id`` (registered if new); False for an empty or the same name."""
+        name = name.strip()
+        if not name or (label_id in self and self.name(label_id) == name):
+            return False
+        if label_id in self:
+            self.rename(label_id, name)
+        else:
+            self.add(name, int(label_id))
+        return True
+
     def set_color(self, label_id: int, color: tuple[int, int, int]) -> LabelInfo:
         return self._put(replace(self[label_id], color=tuple(int(c) for c in color)))
 
