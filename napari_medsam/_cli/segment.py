@@ -11,9 +11,9 @@ Or give them as the app shows them: ``--box-zyx``, ``--point-zyx`` and
 status bar under the cursor (which also shows the file's i, j, k).
 
 With ``--propagate`` the object is then followed up and down through the volume
-from the prompted slices (kept as segmented), as the app's propagation does,
-with its measured stop rules; each slice takes the result of the nearest
-prompted slice that reached it.
+from the prompted slices (kept as segmented): the app's Re-propagate from all of
+them, run on the same annotation session object (its policy and measured stop
+rules), so the app, this command and ``eval --protocol 3d`` share one policy.
 
 With ``--negatives-from LABELS`` (a label file on the scan's grid, e.g. an
 earlier ``--out``) the objects already there, other than ``--label``, become
@@ -78,87 +78,80 @@ def check_slice_content(raw_yx: np.ndarray, image_yx: np.ndarray, z: int, window
 
 
 def propagate_seeds(
+    session,
     engine,
     volume_zyx,
     window,
-    seeds: dict[int, np.ndarray],
+    seeds: dict[int, tuple[np.ndarray, float]],
     label: int,
-    gaps: str | None = None,
-    ends: list | None = None,
-    seed_scores: dict[int, float] | None = None,
-    **propagate_options,
-) -> dict[int, np.ndarray]:
-    """Propagate one object from the masks of its prompted slices, headless.
+) -> tuple[set[int], list]:
+    """Paint the prompted slices into ``session`` and re-propagate from them, headless.
 
-    The app's policy (:mod:`napari_medsam.tasks.policy`): beyond the outermost
-    seeds the object is propagated outwards with
-    :func:`napari_medsam.tasks.propagate.propagate` (measured defaults); between
-    neighbouring seeds the slices are filled (``gaps="fill"``,
-    :func:`napari_medsam.tasks.fill.fill_between`), or propagated from both
-    seeds, each slice taking the nearer seed's mask, the lower on a tie
-    (``"propagate"``), or left empty (``"keep"``). Seed slices are never re-segmented.
+    The app's Re-propagate from every prompted slice at once, on the same
+    :class:`~napari_medsam.session.annotation.AnnotationSession` verbs and policy
+    (:mod:`napari_medsam.tasks.policy`, the session's ``policy`` and ``options``):
+    beyond the outermost prompted slices the object is propagated outwards; between
+    neighbouring ones the gap is filled, propagated or kept (``policy.gaps``). The
+    prompted slices are corrected slices: never re-segmented.
 
     Parameters
     ----------
+    session : AnnotationSession
+        On the (Z, Y, X) label volume the CLI writes.
     engine : Engine
     volume_zyx : np.ndarray
         (Z, Y, X) scan in display order.
     window : IntensityWindow
     seeds : dict
-        z -> (Y, X) bool mask of the object on a prompted slice.
+        z -> ((Y, X) bool mask of the object on a prompted slice, the model's score).
     label : int
-    gaps : {"fill", "propagate", "keep"}, optional
-        Default: the app's (``DEFAULT_POLICY.gaps``).
-    ends : list, optional
-        Receives the :class:`~napari_medsam.types.DirectionEnd` of every direction run.
-    seed_scores : dict, optional
-        z -> the model's predicted IoU on a prompted slice (for the stop rule's
-        score floor relative to the seed).
-    **propagate_options
-        Fields of :class:`~napari_medsam.tasks.propagate_options.PropagationOptions`
-        (``stop_score``, ``stop_overlap``, ``slab_depth``, ``negatives_from_zyx``,
-        ``spacing_zyx_mm``, ...).
 
     Returns
     -------
-    dict
-        z -> (Y, X) bool mask for every propagated slice (seed slices excluded).
+    propagated : set of int
+        The slices the propagation painted (prompted slices excluded).
+    ends : list of DirectionEnd
+        Where each direction stopped, and why.
     """
-    from napari_medsam.tasks.policy import DEFAULT_POLICY, GAP_MODES
-    from napari_medsam.tasks.propagate import propagate
-    from napari_medsam.tasks.propagate_options import PropagationOptions
-    from napari_medsam.tasks.repropagate import fill_object
+    from napari_medsam.session.requests import run_request
+    from napari_medsam.tasks.propagate import DEFAULT_MIN_AREA
     from napari_medsam.types import DirectionEnd, SliceMask
 
-    gaps = DEFAULT_POLICY.gaps if gaps is None else gaps
-    if gaps not in GAP_MODES:
-        raise ValueError(f"gaps must be one of {GAP_MODES}, got {gaps!r}")
-    locked = {int(z): np.asarray(m, bool) for z, m in seeds.items()}
-    nearest: dict[int, tuple[int, np.ndarray]] = {}
-    runs = [(z0, "both") for z0 in sorted(locked)] if gaps == "propagate" else []
-    if gaps != "propagate" and locked:
-        runs = [(max(locked), "up"), (min(locked), "down")]
-    options = PropagationOptions(**propagate_options)
-    for z0, direction in runs:
-        run = options.replace(
-            locked_zs=set(locked), locked_masks=locked, stop_at_locked=True, direction=direction,
-            seed_score=(seed_scores or {}).get(z0),
-        )  # fmt: skip
-        items = propagate(engine, volume_zyx, window, z0, locked[z0], label, "segment-cli", run)
-        for item in items:
-            if isinstance(item, DirectionEnd) and ends is not None:
+    for z, (mask_yx, score) in sorted(seeds.items()):
+        if np.count_nonzero(mask_yx) < DEFAULT_MIN_AREA:  # nothing to spread from there
+            print(f"warning: slice {z}: under {DEFAULT_MIN_AREA} px, not propagated from",
+                  file=sys.stderr)  # fmt: skip
+            continue
+        session.apply_result(SliceMask(z, label, mask_yx, score, None), by_user=True)
+    if not session.state.corrected_zs(label):
+        return set(), []
+    propagated: set[int] = set()
+    ends: list = []
+    request = session.propagate_request(label, again=True)  # before the run: it takes the
+    with session.run(label, "propagate"):  # corrected slices' "changed" marks
+        for item in run_request(engine, volume_zyx, window, request, "segment-cli"):
+            if isinstance(item, DirectionEnd):
                 ends.append(item)
-            if isinstance(item, SliceMask):
-                distance = abs(item.z - z0)
-                if item.z not in nearest or distance < nearest[item.z][0]:
-                    nearest[item.z] = (distance, item.mask_yx)
-    if gaps == "fill":
-        spacing = options.spacing_zyx_mm
-        for item in fill_object(engine, volume_zyx, window, locked, label, "segment-cli",
-                                spacing_zyx_mm=spacing):  # fmt: skip
-            if isinstance(item, SliceMask):
-                nearest[item.z] = (0, item.mask_yx)
-    return {z: mask for z, (_, mask) in sorted(nearest.items())}
+            elif isinstance(item, SliceMask) and session.apply_result(item, by_user=False):
+                propagated.add(int(item.z))
+    return propagated, ends
+
+
+def _session(args, labels_zyx, negatives_from_zyx, spacing_zyx_mm):
+    """The annotation session of ``--propagate``: the app's policy, the flags' options."""
+    from napari_medsam.session.annotation import AnnotationSession
+    from napari_medsam.tasks.policy import DEFAULT_POLICY, RepropagationPolicy
+    from napari_medsam.tasks.propagate_options import PropagationOptions
+
+    gaps = getattr(args, "between", None) or DEFAULT_POLICY.gaps
+    policy = RepropagationPolicy(gaps, DEFAULT_POLICY.clear_past_end, DEFAULT_POLICY.fill_refine)
+    options = PropagationOptions(
+        stop_score=args.stop_score, stop_overlap=getattr(args, "stop_overlap", None),
+        slab_depth=getattr(args, "slab_depth", None), negatives_from_zyx=negatives_from_zyx,
+        mask_prompt=getattr(args, "mask_prompt", None),
+        spacing_zyx_mm=tuple(float(v) for v in spacing_zyx_mm),
+    )  # fmt: skip
+    return AnnotationSession(labels_zyx, policy=policy, options=options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -224,20 +217,13 @@ def run(args: argparse.Namespace) -> int:
             scores[z] = min(scores.get(z, 1.0), float(pred.score))
             print(f"slice {z}: {int(pred.mask_yx.sum())} voxels, predicted IoU {pred.score:.3f}")
     if getattr(args, "propagate", False):
-        ends: list = []
-        masks = propagate_seeds(
-            engine, volume.data_zyx, window, seeds, args.label,
-            gaps=getattr(args, "between", None), ends=ends, seed_scores=scores,
-            stop_score=args.stop_score, stop_overlap=getattr(args, "stop_overlap", None),
-            slab_depth=getattr(args, "slab_depth", None), negatives_from_zyx=others_zyx,
-            mask_prompt=getattr(args, "mask_prompt", None),
-            spacing_zyx_mm=tuple(float(v) for v in volume.spacing_zyx_mm),
-        )  # fmt: skip
-        for z, mask in masks.items():
-            labels_zyx[z][mask] = args.label
-        zs = sorted(set(masks) | {z for z, m in seeds.items() if m.any()})
+        session = _session(args, labels_zyx, others_zyx, volume.spacing_zyx_mm)
+        seeded = {z: (mask, scores[z]) for z, mask in seeds.items()}
+        propagated, ends = propagate_seeds(session, engine, volume.data_zyx, window, seeded,
+                                           args.label)  # fmt: skip
+        zs = sorted(z for z in range(labels_zyx.shape[0]) if (labels_zyx[z] == args.label).any())
         span = f"slices {zs[0]}..{zs[-1]}" if zs else "no slice"
-        print(f"propagated to {len(masks)} more slices: label {args.label} on {span}")
+        print(f"propagated to {len(propagated)} more slices: label {args.label} on {span}")
         for end in ends:
             print(f"  {end.describe()}")
     out = save_labels(labels_zyx, args.out, metadata)

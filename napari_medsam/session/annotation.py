@@ -253,8 +253,9 @@ class AnnotationSession:
         return {z: s for (lab, z), s in self.scores.items() if lab == label}
 
     def _options(self, others_negative: bool) -> PropagationOptions:
-        negatives = np.array(self.labels[...]) if others_negative else None  # a copy
-        return self.options.replace(negatives_from_zyx=negatives)
+        if not others_negative:  # the options' own negatives (a label file of the CLI), if any
+            return self.options
+        return self.options.replace(negatives_from_zyx=np.array(self.labels[...]))  # a copy
 
     def propagate_request(
         self,
