@@ -77,7 +77,9 @@ def main() -> None:
             f"{s['mean_dice_fast_gt']:.3f} |"
         )
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(report, indent=1) + "\n")
+        from napari_medsam.io.atomic import atomic_write_text
+
+        atomic_write_text(args.json_path, json.dumps(report, indent=1) + "\n")
     worst = min(rows, key=lambda r: r.dice_between)
     print(f"worst slice: label {worst.label} z {worst.z} Dice {worst.dice_between:.4f}")
 

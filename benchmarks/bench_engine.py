@@ -22,6 +22,7 @@ from napari_medsam.evaluation.benchmark import (
     click_prompts,
     peak_memory,
 )
+from napari_medsam.io.atomic import atomic_write_text
 from napari_medsam.prompts.geometry import box_from_mask
 from napari_medsam.types import SlicePrompt
 
@@ -59,10 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.update(peak_memory(engine))
     print(peak_memory(engine))
     if args.json_path:
-        with open(args.json_path, "w") as f:
-            json.dump(
-                {"engine": engine.name, "device": str(args.device), "figures": rows}, f, indent=2
-            )
+        report = {"engine": engine.name, "device": str(args.device), "figures": rows}
+        atomic_write_text(args.json_path, json.dumps(report, indent=2))
     return 0
 
 

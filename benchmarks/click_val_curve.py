@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import torch
 
+from napari_medsam.io.atomic import atomic_write_text
 from napari_medsam.model.checkpoints import read_state_dict
 from napari_medsam.model.click.checkpoint import click_decoder_from
 from napari_medsam.model.engine import load_engine
@@ -63,8 +64,7 @@ def main(argv=None) -> int:
               f"IoU {' '.join(f'{v:.3f}' for v in row['iou'])}  "
               f"NoC@85 {row['noc85']:.2f}  NoC@90 {row['noc90']:.2f}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        atomic_write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

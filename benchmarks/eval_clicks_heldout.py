@@ -24,6 +24,7 @@ import numpy as np
 from napari_medsam.evaluation.cases import iter_cases, labels_present
 from napari_medsam.evaluation.metrics import carried, summarize
 from napari_medsam.evaluation.runner import evaluate_volume
+from napari_medsam.io.atomic import atomic_write_text
 from napari_medsam.io.nifti import load_nifti
 from napari_medsam.model.engine import load_engine
 from napari_medsam.prompts.intensity import IntensityWindow, auto_window
@@ -124,8 +125,8 @@ def main() -> None:
     print("\nmean IoU curve:", " ".join(f"{v:.3f}" for v in curve[:10]))
     print(json.dumps(checks, indent=1), f"\n{time.time() - t0:.0f} s, engine {engine.name}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"checks": checks, "overall": overall,
-                                               "per_volume": per_volume, "cases": results}))
+        report = {"checks": checks, "overall": overall, "per_volume": per_volume, "cases": results}
+        atomic_write_text(args.json, json.dumps(report))
 
 
 if __name__ == "__main__":

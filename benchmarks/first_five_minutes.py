@@ -135,7 +135,9 @@ def main(argv=None) -> int:
         "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(report, indent=2))
-    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    from napari_medsam.io.atomic import atomic_write_text
+
+    atomic_write_text(args.out / "report.json", json.dumps(report, indent=2) + "\n")
     viewer.close()
     return 0
 

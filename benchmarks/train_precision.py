@@ -81,7 +81,9 @@ def main() -> None:
             f"held-out NoC90 {val.get('noc90')}, Dice@1 {val.get('dice1')}"
         )
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(runs, indent=1, default=str) + "\n")
+        from napari_medsam.io.atomic import atomic_write_text
+
+        atomic_write_text(args.json_path, json.dumps(runs, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":

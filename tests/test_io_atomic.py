@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +162,32 @@ def test_the_napari_writer_never_writes_labels_over_their_scan(tmp_path):
         write_labels(str(scan), np.ones(volume.data_zyx.shape, np.uint8), meta)
     assert scan.read_bytes() == before
     assert write_labels(str(tmp_path / "ok.nii.gz"), np.ones(volume.data_zyx.shape, np.uint8), meta)
+
+
+#: Writes that overwrite a file in place (a full disk or a kill leaves it torn). Appends
+#: (``open(p, "a")``, the session journal's ``O_APPEND``) are allowed: they only add.
+_IN_PLACE = re.compile(r"\.write_(text|bytes)\(|\bjson\.dump\(|\bopen\([^)]*[\"'][wx]b?[\"']")
+
+
+def _in_place_writes(source: str) -> list[str]:
+    return [line.strip() for line in source.splitlines() if _IN_PLACE.search(line)]
+
+
+def test_the_in_place_write_finder_finds_one():
+    assert _in_place_writes('p.write_text("x")\nwith open(p, "wb") as f:\nopen(p, "a")\n') == [
+        'p.write_text("x")',
+        'with open(p, "wb") as f:',
+    ]
+
+
+def test_every_file_the_project_writes_goes_through_the_helper():
+    """The package and the benchmark scripts write files only through io/atomic.py."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = {
+        str(path.relative_to(root)): hits
+        for folder in ("napari_medsam", "benchmarks")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name != "atomic.py"
+        if (hits := _in_place_writes(path.read_text(encoding="utf-8")))
+    }
+    assert not offenders, offenders

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from napari_medsam.io.atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 ENV_CACHE_DIR = "NAPARI_MEDSAM_CACHE_DIR"
@@ -95,7 +97,7 @@ def _write_manifest(folder: Path, info: Mapping[str, object]) -> None:
         for p in sorted(folder.iterdir())
         if p.is_file() and p.name != MANIFEST
     }
-    (folder / MANIFEST).write_text(json.dumps({"info": dict(info), "files": files}, indent=1))
+    atomic_write_text(folder / MANIFEST, json.dumps({"info": dict(info), "files": files}, indent=1))
 
 
 def cached_entry(

@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from napari_medsam.io.atomic import atomic_write_text
+
 NEIGHBOUR_OFFSETS = (-3, -2, -1, 1, 2, 3)
 _ARRAYS = {"emb": np.float16, "lab": np.int16, "nbr": np.int16, "spx": np.int16}
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 class SliceStore:
@@ -98,7 +98,7 @@ class SliceStore:
         lines = meta_path.read_text().splitlines() if meta_path.is_file() else []
         self.meta = [json.loads(line) for line in lines[: self.count]]
         if len(lines) > self.count and mode == "r+":  # records of an interrupted batch
-            meta_path.write_text("".join(line + "\n" for line in lines[: self.count]))
+            atomic_write_text(meta_path, "".join(line + "\n" for line in lines[: self.count]))
 
     @property
     def count(self) -> int:
