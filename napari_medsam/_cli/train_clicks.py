@@ -36,7 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
     train = sub.add_parser("train", help="train the click decoder")
-    train.add_argument("--store", required=True)
+    train.add_argument("--store", required=True, nargs="+",
+                       help="one store, or several read as one (other build seeds)")
     train.add_argument("--heldout-store", help="store of held-out volumes for the quick check")
     train.add_argument("--out", required=True, help="click checkpoint to write (atomically)")
     train.add_argument("--warm-start", help="click checkpoint to start from")
@@ -99,13 +100,13 @@ def _train(args) -> int:
     from napari_medsam.model.click.decoder import ClickConfig
     from napari_medsam.model.engine import load_engine
     from napari_medsam.training.clicks import sources, validate
-    from napari_medsam.training.clicks.store import SliceStore
+    from napari_medsam.training.clicks.store import SliceStore, open_stores
     from napari_medsam.training.clicks.trainer import Trainer, TrainSettings, new_or_warm_decoder
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    store = SliceStore(args.store)
+    store = open_stores(args.store)
     engine = load_engine("litemedsam", device="cpu")
     config = ClickConfig(hyp_adapter=not args.no_hyp_adapter, disk_maps=not args.no_disk_maps,
                          first_click_multimask=args.first_click_multimask)

@@ -132,3 +132,77 @@ class SliceStore:
     def embedding(self, index: int) -> np.ndarray:
         """(C, h, w) float16 embedding of one record (a memory-mapped view)."""
         return self.arrays["emb"][index]
+
+
+class _UnionRows:
+    """Row access across the same array of several stores (global record index)."""
+
+    def __init__(self, union: "StoreUnion", name: str) -> None:
+        self._union, self._name = union, name
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        store, local = self._union.locate(int(index))
+        return store.arrays[self._name][local]
+
+
+class StoreUnion:
+    """Several stores read as one: records numbered store by store, in order.
+
+    Training on two stores built with different seeds (other slices and
+    augmentations of the same training volumes) doubles the variety without
+    rebuilding either. The union is read-only: it has no ``append``.
+
+    Parameters
+    ----------
+    stores : list of SliceStore
+        All with the same embedding shape and label side.
+    """
+
+    def __init__(self, stores: list[SliceStore]) -> None:
+        if not stores:
+            raise ValueError("no store given")
+        shapes = {(tuple(s.info["embedding_shape"]), int(s.info["side"])) for s in stores}
+        if len(shapes) != 1:
+            raise ValueError(f"stores differ in embedding shape or side: {sorted(shapes)}")
+        self.stores = list(stores)
+        self.arrays = {name: _UnionRows(self, name) for name in _ARRAYS}
+        self._index()
+
+    def _index(self) -> None:
+        self.meta = [m for s in self.stores for m in s.meta]
+        self._starts = np.cumsum([0] + [s.count for s in self.stores])
+
+    @property
+    def count(self) -> int:
+        """Number of complete records over all stores."""
+        return int(self._starts[-1])
+
+    @property
+    def capacity(self) -> int:
+        """Records allocated over all stores."""
+        return sum(s.capacity for s in self.stores)
+
+    def refresh(self) -> int:
+        """Re-read every store (another process may still be building one)."""
+        for store in self.stores:
+            store.refresh()
+        self._index()
+        return self.count
+
+    def locate(self, index: int) -> tuple[SliceStore, int]:
+        """The store holding global record ``index`` and its index there."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"record {index} of {self.count}")
+        which = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return self.stores[which], index - int(self._starts[which])
+
+    def embedding(self, index: int) -> np.ndarray:
+        """(C, h, w) float16 embedding of one record (a memory-mapped view)."""
+        store, local = self.locate(index)
+        return store.embedding(local)
+
+
+def open_stores(folders: list[str | Path]) -> SliceStore | StoreUnion:
+    """One store, or the union of several (``train-clicks train --store A B``)."""
+    stores = [SliceStore(f) for f in folders]
+    return stores[0] if len(stores) == 1 else StoreUnion(stores)
