@@ -26,6 +26,9 @@ def test_thresholds_give_the_first_reason_in_words():
     assert t.reason(3, 0.9, 0.9) == "area 3 px < 5 px"
     assert t.reason(50, 0.74, 0.9) == "score 0.74 < 0.85"
     assert t.reason(50, 0.9, 0.53) == "overlap 0.53 < 0.60"
+    # a value just under its floor never reads as equal to it
+    assert t.reason(50, 0.849, 0.9) == "score 0.849 < 0.850"
+    assert t.reason(50, 0.8496, 0.9) == "score 0.8496 < 0.8500"
     assert t.reason(50, 0.9, 0.9) is None
 
 

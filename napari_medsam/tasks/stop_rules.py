@@ -67,10 +67,18 @@ class StopThresholds:
         if area < self.min_area:
             return f"area {area} px < {self.min_area} px"
         if score < self.score:
-            return f"score {score:.2f} < {self.score:.2f}"
+            return f"score {_below(score, self.score)}"
         if overlap < self.overlap:
-            return f"overlap {overlap:.2f} < {self.overlap:.2f}"
+            return f"overlap {_below(overlap, self.overlap)}"
         return None
+
+
+def _below(value: float, floor: float) -> str:
+    """``"0.74 < 0.85"``, with a third or fourth digit where two would read ``"0.85 < 0.85"``."""
+    digits = 2
+    while digits < 4 and f"{value:.{digits}f}" == f"{floor:.{digits}f}":
+        digits += 1
+    return f"{value:.{digits}f} < {floor:.{digits}f}"
 
 
 @dataclass(frozen=True)
