@@ -48,6 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="learning rate of the copied LiteMedSAM decoder weights")
     train.add_argument("--superpixel-fraction", type=float, default=0.3,
                        help="share of synthetic superpixel targets")
+    train.add_argument("--empty-propagation-fraction", type=float, default=0.0,
+                       help="share of propagation cases past an object's end (empty target)")
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--max-rounds", type=int, default=8,
                        help="most gradient-free corrective rounds before the trained one")
@@ -128,6 +130,7 @@ def _train(args) -> int:
                              keep_snapshots=args.keep_snapshots)
     trainer = Trainer(engine.model, decoder, store, train_records, settings)
     trainer.sampler.superpixel_fraction = args.superpixel_fraction
+    trainer.sampler.empty_propagation_fraction = args.empty_propagation_fraction
     evaluate = None
     if args.heldout_store:
         held = SliceStore(args.heldout_store)

@@ -10,7 +10,10 @@ superpixels merged at random. Each batch shares one *start*:
   are fed back with the first corrective click (the app's "box, then click");
 - ``propagate``: the object's mask on a neighbouring slice (offset 1-3, up to
   ~7.5 mm) as previous logits, with that mask's box (+2 px) half the time: the
-  next-slice prompt of propagation;
+  next-slice prompt of propagation; with ``empty_propagation_fraction``, some of
+  these cases show an object that has *ended*: its mask on the neighbouring
+  slice is the prompt and the target is empty, so the model learns to return
+  nothing (and its IoU head a low score) past an object's end;
 - ``mask``: a damaged version of the truth (shifted, eroded or dilated) as
   previous logits plus one corrective click.
 """
@@ -108,6 +111,7 @@ class CaseSampler:
         self.records = np.asarray(list(records), np.int64)
         self.rng = np.random.default_rng(seed)
         self.superpixel_fraction = SUPERPIXEL_FRACTION
+        self.empty_propagation_fraction = 0.0
 
     def _target(self, index: int) -> np.ndarray | None:
         meta = self.store.meta[index]
@@ -129,6 +133,39 @@ class CaseSampler:
         self._label = int(label)
         return mask
 
+    def _reach(self, meta: dict) -> list[int]:
+        """Indices into NEIGHBOUR_OFFSETS within the propagation reach of a record, shuffled."""
+        reach = max(1, int(PROPAGATION_MM // max(float(meta["spacing_mm"]), 0.5)))
+        offsets = [i for i, k in enumerate(NEIGHBOUR_OFFSETS) if abs(k) <= min(reach, 3)]
+        self.rng.shuffle(offsets)
+        return offsets
+
+    def _ended_case(self, index: int) -> Case | None:
+        """A propagation case past an object's end: a neighbour's mask, an empty target.
+
+        The object is one present (>= MIN_AREA px) on a neighbouring slice within reach
+        and absent from this record; None when the record has no such object.
+        """
+        meta = self.store.meta[index]
+        if not meta.get("contiguous"):
+            return None
+        lab = np.asarray(self.store.arrays["lab"][index])
+        nbr = self.store.arrays["nbr"][index]
+        for i in self._reach(meta):
+            near = np.asarray(nbr[i])
+            ids, counts = np.unique(near[near > 0], return_counts=True)
+            gone = [int(j) for j, n in zip(ids, counts, strict=True)
+                    if n >= MIN_AREA and not (lab == j).any()]
+            if gone:
+                label = gone[int(self.rng.integers(len(gone)))]
+                case = Case(index, np.zeros(lab.shape, bool))
+                case.prev_mask = near == label
+                if self._with_box:
+                    box = jitter_box(case.prev_mask, self.rng, 0.0)
+                    case.box_yxyx = np.clip(box + [-2, -2, 2, 2], 0, lab.shape[0] - 1)
+                return case
+        return None
+
     def _start(self, case: Case, start: str, meta: dict) -> bool:
         rng, gt = self.rng, case.gt
         if start == "click":
@@ -148,11 +185,8 @@ class CaseSampler:
         if start == "propagate":
             if not meta.get("contiguous") or self._label is None:
                 return False
-            reach = max(1, int(PROPAGATION_MM // max(float(meta["spacing_mm"]), 0.5)))
-            offsets = [i for i, k in enumerate(NEIGHBOUR_OFFSETS) if abs(k) <= min(reach, 3)]
             nbr = self.store.arrays["nbr"][case.record]
-            rng.shuffle(offsets)
-            for i in offsets:
+            for i in self._reach(meta):
                 prev = np.asarray(nbr[i]) == self._label
                 if prev.sum() >= MIN_AREA:
                     case.prev_mask = prev
@@ -177,6 +211,11 @@ class CaseSampler:
                 start = "click"  # e.g. no contiguous record left for "propagate"
             index = int(self.rng.choice(self.records))
             self._label = None
+            if start == "propagate" and self.rng.random() < self.empty_propagation_fraction:
+                ended = self._ended_case(index)
+                if ended is not None:
+                    cases.append(ended)
+                continue
             gt = self._target(index)
             if gt is None or gt.sum() < MIN_AREA:
                 continue
