@@ -38,6 +38,8 @@ class Run:
     out: str
     err: str
     loads: list = field(default_factory=list)
+    changed: set = field(default_factory=set)  # inputs whose bytes changed
+    created: set = field(default_factory=set)  # files the run left behind
 
     @property
     def error_lines(self) -> list[str]:
@@ -50,8 +52,22 @@ def files(tmp_path):
     return Files(tmp_path)
 
 
+#: MEDSAM_BAD_INPUT_TABLE=path appends one markdown row per run (case, what the user sees,
+#: exit code, files changed) to ``path``: the table of benchmarks/bad_inputs.md
+TABLE = os.environ.get("MEDSAM_BAD_INPUT_TABLE")
+
+
+def _table_row(case: str, result: Run, root) -> str:
+    seen = result.error_lines[-1] if result.error_lines else "(nothing)"
+    seen = seen.replace(str(root) + os.sep, "").replace("|", "\\|")
+    untouched = "yes" if not result.changed else "NO: " + ", ".join(sorted(result.changed))
+    if result.created:
+        untouched += f" (wrote {', '.join(sorted(result.created))})"
+    return f"| `{case}` | {seen} | {result.code} | {untouched} |\n"
+
+
 @pytest.fixture
-def run(monkeypatch, capsys, files):
+def run(monkeypatch, capsys, files, request):
     """``run(argv, fake_engine=True)``: main() with the engine loaders counted (and faked)."""
 
     def _run(argv, fake_engine=True):
@@ -69,9 +85,12 @@ def run(monkeypatch, capsys, files):
         code = cli.main([str(a) for a in argv])
         captured = capsys.readouterr()
         result = Run(code, captured.out, captured.err, loads)
-        result.changed = {  # type: ignore[attr-defined]
-            k for k, v in files.digests().items() if before.get(k, v) != v
-        }
+        after = files.digests()
+        result.changed = {k for k, v in after.items() if before.get(k, v) != v}
+        result.created = set(after) - set(before)
+        if TABLE:
+            with open(TABLE, "a", encoding="utf-8") as table:
+                table.write(_table_row(request.node.name, result, files.root))
         return result
 
     return _run

@@ -72,7 +72,7 @@ def test_load_tiny_sam_checkpoint_replaces_the_model(
     assert widget.engine.name in widget.controls.status_label.text()
 
 
-@pytest.mark.parametrize("kind", ["garbage", "pickle", "missing"])
+@pytest.mark.parametrize("kind", ["garbage", "pickle", "missing", "nan"])
 def test_bad_checkpoint_keeps_the_current_model(qtbot, viewer_with_widget, tmp_path, kind):
     viewer, widget = viewer_with_widget
     fake = widget.engine
@@ -86,12 +86,20 @@ def test_bad_checkpoint_keeps_the_current_model(qtbot, viewer_with_widget, tmp_p
 
         # arbitrary objects need unsafe unpickling, which weights_only refuses
         torch.save({"model": argparse.Namespace(weights=[1, 2])}, path)
+    elif kind == "nan":  # loads, but fails the sanity pass (issue 12, item 10)
+        import torch
+        from bad_inputs import tiny_sam_state
+
+        state = tiny_sam_state()
+        state["mask_decoder.iou_token.weight"][0, 0] = float("nan")
+        torch.save(state, path)
     n0 = len(notification_manager.records)
     with qtbot.waitSignal(widget.model_runner.failed, timeout=30000):
         _commands.load_checkpoint(viewer, path=str(path))
     errors = _errors_since(n0)
     assert len(errors) == 1 and "could not load the checkpoint" in errors[0].message
     assert "Keeping FakeEngine" in errors[0].message
+    assert kind != "nan" or "NaN" in errors[0].message
     assert widget.engine is fake
 
 

@@ -64,8 +64,14 @@ def _idle(qtbot, widget, timeout=60000):
     )
 
 
-def _flood(qtbot, viewer, widget, image, zs):
-    """Click once per entry of ``zs`` as fast as the GUI thread goes; returns seconds per click."""
+MARKS = (1, 100, 400, 1000)  # clicks at which the flood reports memory and cost
+
+
+def _flood(qtbot, viewer, widget, image, zs, traced=None):
+    """Click once per entry of ``zs`` as fast as the GUI thread goes; returns seconds per click.
+
+    ``traced``, a dict, receives the traced memory (bytes) after each click of ``MARKS``.
+    """
     clicks = viewer.layers["clicks"]
     rng = np.random.default_rng(1)
     costs, placed = [], {}
@@ -75,6 +81,8 @@ def _flood(qtbot, viewer, widget, image, zs):
         clicks.add(clicks.world_to_data(image.data_to_world((z, y, x))))
         costs.append(time.perf_counter() - t0)
         placed.setdefault(int(z), []).append((y, x))
+        if traced is not None and k + 1 in MARKS:
+            traced[k + 1] = tracemalloc.get_traced_memory()[0]
         if k % 10 == 9:
             QApplication.processEvents()  # the user clicks faster than results come back
     _idle(qtbot, widget)
@@ -94,12 +102,16 @@ def test_a_thousand_rapid_prompts(make_napari_viewer, qtbot, where):
     tracemalloc.start()
     try:
         base, rss0 = tracemalloc.get_traced_memory()[0], _rss_bytes()
-        costs, placed = _flood(qtbot, viewer, widget, image, zs)
+        traced = {}
+        costs, placed = _flood(qtbot, viewer, widget, image, zs, traced)
         grown, rss_grown = tracemalloc.get_traced_memory()[0] - base, _rss_bytes() - rss0
     finally:
         tracemalloc.stop()
     print(f"{N_PROMPTS} prompts, {where}: traced +{grown / 2**20:.1f} MiB, "
           f"RSS +{rss_grown / 2**20:.1f} MiB")  # fmt: skip
+    for k, at in traced.items():  # cost: median of the 10 clicks ending at click k
+        print(f"  click {k}: traced +{(at - base) / 2**20:.1f} MiB, "
+              f"GUI cost {1e3 * np.median(costs[max(0, k - 10) : k]):.2f} ms")  # fmt: skip
     labels = widget.labels.data
     # no stale paint: the last slice shows exactly its latest prompt's result, and no slice
     # shows anything its own prompts could not have produced

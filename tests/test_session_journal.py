@@ -11,7 +11,7 @@ import pytest
 
 from napari_medsam.session.autosave import Autosaver
 from napari_medsam.session.replay import SessionCorruptError
-from napari_medsam.session.saved import read_session_info, restore
+from napari_medsam.session.saved import read_session_info, restore, restore_report
 from napari_medsam.session.journal import (
     SegmentWriter,
     apply_runs,
@@ -106,6 +106,8 @@ def test_a_corrupt_snapshot_falls_back_to_the_previous_one_then_fails_clearly(tm
     labels, state = restore(session_dir)  # snapshot 4 + the journal from 5 to 12
     np.testing.assert_array_equal(labels, history[12])
     assert state.active_label == 12
+    report = restore_report(session_dir)  # the damage is named, and nothing is called lost
+    assert report.complete and "labels-00000008.npz" in " ".join(report.notes)
     fallback.write_bytes(b"")
     before = sorted(p.name for p in session_dir.iterdir())
     # both snapshots damaged: a clear error, or a partial restore that names both damaged files

@@ -101,6 +101,9 @@ def test_damaged_session_json_is_recovered_offered_and_never_deleted(tmp_path, d
     np.testing.assert_array_equal(got.labels_zyx, latest)  # every saved change came back
     assert got.state.registry.name(5) == "liver 8"
     assert any("session.json" in w for w in got.warnings)  # the user is told
+    # ... that nothing was lost: a rebuilt session.json is a repair, not a partial restore
+    assert any("with every saved change" in w for w in got.warnings), got.warnings
+    assert not any("only in part" in w for w in got.warnings)
     kept = list(tmp_path.glob("scan.medsam-session.damaged-*"))
     assert len(kept) == 1 and _digests(kept[0]) == before  # the old files, untouched
     np.testing.assert_array_equal(restore_report(folder).labels_zyx, latest)  # fresh, intact
@@ -129,7 +132,8 @@ def test_deleted_snapshot_keeps_the_journal_and_says_what_is_lost(tmp_path):
     assert info is not None and any("no snapshot" in n for n in info.notes)
     got = resume_session(scan, SHAPE, None, lambda i: True, tmp_path / "cache")
     assert got.labels_zyx is not None and got.labels_zyx.any()
-    assert any("no snapshot" in w for w in got.warnings)
+    assert any("no snapshot" in w and "only in part" in w for w in got.warnings), got.warnings
+    assert not any("older snapshot" in w for w in got.warnings)  # there was none
     kept = list(tmp_path.glob("scan.medsam-session.damaged-*"))
     assert len(kept) == 1 and _digests(kept[0]) == before
 
@@ -233,6 +237,7 @@ def test_journal_damaged_in_the_middle_reports_what_was_dropped_and_is_kept(tmp_
     assert "damaged" in text and "generations 7..10" in text and "5 saved change(s) are lost" in text
     resumed = resume_session(scan, SHAPE, None, lambda i: True, tmp_path / "cache")
     assert any("damaged" in w and "kept in" in w for w in resumed.warnings)
+    assert any("only in part" in w and "5 saved change(s) are lost" in w for w in resumed.warnings)
     _keep_editing(folder, resumed.labels_zyx, scan)  # the next snapshots
     (kept,) = tmp_path.glob("scan.medsam-session.damaged-*")
     assert (kept / journal.name).read_bytes() == damaged  # kept aside, byte for byte

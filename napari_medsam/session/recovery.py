@@ -28,6 +28,8 @@ from napari_medsam.session.journal import parse_segment_name, read_segment_repor
 logger = logging.getLogger(__name__)
 
 SESSION_GLOBS = ("session.json", "labels-*.npz", "journal-*.bin")
+#: In the note of a rebuilt ``session.json``: a repair, nothing lost by itself
+REBUILT = "rebuilt it from the files in"
 
 
 def holds_session_files(session_dir: str | Path) -> bool:
@@ -180,7 +182,7 @@ def recover_pointer(session_dir: str | Path, why: str) -> tuple[dict, list[str]]
         shape, dtype, fits = snapshots[0][3], snapshots[0][4], snapshots[:1]
     else:
         return None
-    bases, notes = [], [f"{why}; rebuilt it from the files in {session_dir.name}"]
+    bases, notes = [], [f"{why}; {REBUILT} {session_dir.name}"]
     for generation, name, meta, _, _ in fits:
         state = meta.get("state") or _state_at(segments, generation)
         if state is None:

@@ -43,7 +43,9 @@ class Replayed:
     labels_zyx : np.ndarray or None
         (Z, Y, X) labels after it (None when only the journal was followed).
     notes : tuple of str
-        What could not be restored, one sentence each; empty when nothing was lost.
+        What went wrong, one sentence each (a fall back to an older snapshot included).
+    complete : bool
+        Every saved change came back (false when ``notes`` name something lost).
     """
 
     generation: int
@@ -51,6 +53,7 @@ class Replayed:
     state: dict
     labels_zyx: np.ndarray | None
     notes: tuple[str, ...] = ()
+    complete: bool = True
 
 
 def segments(session_dir: Path, pointer: dict) -> list[tuple[int, Path]]:
@@ -194,7 +197,7 @@ def replay_journal(session_dir, pointer, base, labels_zyx) -> Replayed:
         state = rec.state if rec.state is not None else state
     if state is None:
         raise ValueError("its journal holds no change")
-    return Replayed(generation, saved_at, state, labels_zyx, tuple(notes))
+    return Replayed(generation, saved_at, state, labels_zyx, tuple(notes), complete=not notes)
 
 
 def replay(session_dir: Path, pointer: dict, load_labels: bool) -> Replayed:
@@ -225,21 +228,23 @@ def replay(session_dir: Path, pointer: dict, load_labels: bool) -> Replayed:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             problems.append(f"{name}: {exc}")
             continue
-        notes = list(replayed.notes)
+        notes, complete = list(replayed.notes), replayed.complete
+        why = f" ({'; '.join(problems)})" if problems else ""
         if base.get("partial"):
-            notes.insert(0, f"no snapshot can be read: only the changes after generation "
+            complete = False
+            notes.insert(0, f"no snapshot can be read{why}: only the changes after generation "
                          f"{base['generation']} (from the journal, on an empty volume) came back")  # fmt: skip
+        elif problems:
+            notes.insert(0, f"restored from an older snapshot{why}")
         if problems:
-            logger.warning(
-                "session %s: restored from an older snapshot (%s)", session_dir, "; ".join(problems)
-            )
-            notes.insert(0, f"restored from an older snapshot ({'; '.join(problems)})")
+            logger.warning("session %s: %s", session_dir, notes[0])
         newest = _last_seq(session_dir, pointer) if notes else None
         if newest is not None and newest > replayed.generation:
+            complete = False
             notes.append(f"restored generation {replayed.generation} of {newest}: "
                          f"{newest - replayed.generation} saved change(s) are lost")  # fmt: skip
         return Replayed(replayed.generation, replayed.saved_at, replayed.state,
-                        replayed.labels_zyx, tuple(notes))  # fmt: skip
+                        replayed.labels_zyx, tuple(notes), complete)  # fmt: skip
     raise SessionCorruptError(
         f"The autosaved session in {session_dir} cannot be read ({'; '.join(problems)}). "
         "Its files are left as they are."

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_medsam.session.recovery import holds_session_files, set_aside
+from napari_medsam.session.recovery import REBUILT, holds_session_files, set_aside
 from napari_medsam.session.state import SessionState
 from napari_medsam.session.replay import SessionCorruptError
 from napari_medsam.session.saved import SessionInfo, find_session, read_session_info, restore_report
@@ -169,8 +169,10 @@ def resume_session(
             write_session(info.session_dir, got.generation, got.labels_zyx, got.state.to_dict())
         except OSError as exc:
             result.warnings.append(f"MedSAM: could not save the restored session ({exc})")
+    lost = not got.complete or not all(REBUILT in n for n in info.notes if n not in got.notes)
+    how = "only in part" if lost else "with every saved change, from damaged files"
     result.warnings.append(
-        f"MedSAM: restored the session only in part: {' '.join(notes)} "
+        f"MedSAM: restored the session {how}: {'; '.join(notes)}. "
         f"The damaged files are kept in {kept or info.session_dir}."
     )
     return result

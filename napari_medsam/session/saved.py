@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_medsam.session.recovery import holds_session_files, set_aside
+from napari_medsam.session.recovery import REBUILT, holds_session_files, set_aside
 from napari_medsam.session.replay import SessionCorruptError, replay
 from napari_medsam.session.state import SessionState
 from napari_medsam.session.store import (
@@ -132,13 +132,16 @@ class Restored:
     state : SessionState
     generation : int
     notes : tuple of str
-        What could not be restored (empty: everything saved came back).
+        What went wrong on the way (empty: the files were intact).
+    complete : bool
+        Every saved change came back, whatever ``notes`` say was repaired.
     """
 
     labels_zyx: np.ndarray
     state: SessionState
     generation: int
     notes: tuple[str, ...]
+    complete: bool = True
 
 
 def restore_report(session: SessionInfo | str | Path) -> Restored:
@@ -167,7 +170,10 @@ def restore_report(session: SessionInfo | str | Path) -> Restored:
         raise FileNotFoundError(f"no readable {POINTER} in {session_dir}")
     latest = replay(session_dir, pointer, load_labels=True)
     state = SessionState.from_dict(latest.state)
-    return Restored(latest.labels_zyx, state, latest.generation, tuple(notes) + latest.notes)
+    notes = tuple(notes) + latest.notes
+    repairs_only = all(REBUILT in note for note in notes[: len(notes) - len(latest.notes)])
+    complete = latest.complete and repairs_only
+    return Restored(latest.labels_zyx, state, latest.generation, notes, complete)
 
 
 def restore(session: SessionInfo | str | Path) -> tuple[np.ndarray, SessionState]:
