@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "napari_medsam"
-GUI_MODULES = ("qtpy", "PyQt5", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
+GUI_MODULES = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
 CORE = ("io", "prompts", "model", "tasks", "evaluation", "training", "session")
 TORCH_FREE = ("io", "prompts")
 

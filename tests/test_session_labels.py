@@ -133,6 +133,7 @@ def test_session_package_is_pure_python_numpy():
     forbidden = {
         "qtpy",
         "PyQt5",
+        "PyQt6",
         "PySide2",
         "PySide6",
         "napari",
