@@ -140,6 +140,12 @@ class CaseSampler:
         self.rng.shuffle(offsets)
         return offsets
 
+    def _box_from_prev(self, case: Case) -> None:
+        """Half the batches: the previous mask's box, 2 px loose, as the next slice's box."""
+        if self._with_box:
+            box = jitter_box(case.prev_mask, self.rng, 0.0)
+            case.box_yxyx = np.clip(box + [-2, -2, 2, 2], 0, case.gt.shape[0] - 1)
+
     def _ended_case(self, index: int) -> Case | None:
         """A propagation case past an object's end: a neighbour's mask, an empty target.
 
@@ -160,9 +166,7 @@ class CaseSampler:
                 label = gone[int(self.rng.integers(len(gone)))]
                 case = Case(index, np.zeros(lab.shape, bool))
                 case.prev_mask = near == label
-                if self._with_box:
-                    box = jitter_box(case.prev_mask, self.rng, 0.0)
-                    case.box_yxyx = np.clip(box + [-2, -2, 2, 2], 0, lab.shape[0] - 1)
+                self._box_from_prev(case)
                 return case
         return None
 
@@ -190,9 +194,7 @@ class CaseSampler:
                 prev = np.asarray(nbr[i]) == self._label
                 if prev.sum() >= MIN_AREA:
                     case.prev_mask = prev
-                    if self._with_box:
-                        box = jitter_box(prev, rng, 0.0)
-                        case.box_yxyx = np.clip(box + [-2, -2, 2, 2], 0, gt.shape[0] - 1)
+                    self._box_from_prev(case)
                     return True
             return False
         case.prev_mask = _damaged(gt, rng)
