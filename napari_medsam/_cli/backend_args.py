@@ -10,7 +10,8 @@ BACKENDS = ("auto", "torch", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 BACKEND_HELP = (
-    "image encoder backend: auto (OpenVINO on a CPU when installed, else torch), torch, openvino"
+    "image encoder and click decoder backend: auto (OpenVINO on a CPU when installed, "
+    "else torch), torch, openvino"
 )
 PRECISION_HELP = "encoder precision on OpenVINO: auto (bf16 where the CPU has it), bf16, fp32"
 

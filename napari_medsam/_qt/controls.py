@@ -129,7 +129,8 @@ class Controls(QWidget):
         self.backend_combo = QComboBox()
         self.backend_combo.addItems(["auto", "torch", "openvino"])
         self.backend_combo.setToolTip(
-            "Image encoder: auto = OpenVINO on a CPU when installed (3-5x faster), else torch"
+            "Image encoder and click decoder: auto = OpenVINO on a CPU when installed "
+            "(3-5x faster), else torch"
         )
         self.model_label = QLabel("LiteMedSAM + clicks (bundled)")
         self.model_label.setWordWrap(True)

@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import logging
 import os
+import sys
 import threading
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,20 @@ class BackendError(ValueError):
 
 
 def openvino_available() -> bool:
-    """True when the ``openvino`` package can be imported (checked without importing it)."""
+    """True when the ``openvino`` package imports.
+
+    A package that is found but fails to import (a broken or half-removed install)
+    counts as missing, so ``auto`` falls back to torch instead of failing later.
+    """
+    if sys.modules.get("openvino") is not None:
+        return True
     try:
-        return importlib.util.find_spec("openvino") is not None
-    except (ImportError, ValueError):  # a broken or half-removed install
+        if importlib.util.find_spec("openvino") is None:
+            return False
+        import openvino  # noqa: F401
+    except Exception:  # noqa: BLE001 - any failure to import means: not usable here
         return False
+    return True
 
 
 def _notice_missing_runtime() -> None:

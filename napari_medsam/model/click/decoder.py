@@ -231,6 +231,13 @@ class ClickDecoder(nn.Module):
         )
         self.mask_decoder = MedSAMaskDecoder(copy.deepcopy(mask_decoder), medsa)
         dim = int(self.prompt_encoder.embed_dim)
+        grid = tuple(int(v) for v in self.prompt_encoder.image_embedding_size)
+        if config.disk_maps and grid != (self.input_side // 4,) * 2:
+            raise ValueError(
+                f"the click-map stem maps {self.input_side} px inputs 4x down to "
+                f"{self.input_side // 4} x {self.input_side // 4}, not to the {grid} "
+                "embedding grid: a click decoder needs an input side 4x the embedding side"
+            )
         self.click_stem = ClickMapStem(dim) if config.disk_maps else None
 
     @property
@@ -243,6 +250,7 @@ class ClickDecoder(nn.Module):
         points: tuple[Tensor, Tensor] | None,
         boxes: Tensor | None = None,
         mask_inputs: Tensor | None = None,
+        mask_decoder=None,
     ) -> tuple[Tensor, Tensor]:
         """Single-mask logits for B prompts.
 
@@ -256,6 +264,10 @@ class ClickDecoder(nn.Module):
             (B, 4) float (x0, y0, x1, y1) model pixels.
         mask_inputs : Tensor, optional
             (B, 1, 4h, 4w) previous low-res logits.
+        mask_decoder : callable, optional
+            Runs ``self.mask_decoder``'s computation, called as it is (the engine's
+            fast backend, :mod:`napari_medsam.model.backends.openvino_decoder`);
+            default the module itself.
 
         Returns
         -------
@@ -264,9 +276,11 @@ class ClickDecoder(nn.Module):
         iou : Tensor
             (B, 1) predicted IoU.
         """
+        decode = mask_decoder or self.mask_decoder
         if not self.config.first_click_multimask:
-            return self._decode(image_embeddings, points, boxes, mask_inputs, False)
-        logits_all, iou_all = self.forward_all(image_embeddings, points, boxes, mask_inputs)
+            return self._decode(image_embeddings, points, boxes, mask_inputs, False, decode)
+        logits_all, iou_all = self._decode(image_embeddings, points, boxes, mask_inputs, None,
+                                           decode)  # fmt: skip
         return choose_outputs(logits_all, iou_all, single_click_rows(points, boxes, mask_inputs))
 
     def forward_all(
@@ -277,9 +291,9 @@ class ClickDecoder(nn.Module):
         mask_inputs: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """All 4 outputs, (B, 4, 4h, 4w) logits and (B, 4) IoU: single one first (training)."""
-        return self._decode(image_embeddings, points, boxes, mask_inputs, None)
+        return self._decode(image_embeddings, points, boxes, mask_inputs, None, self.mask_decoder)
 
-    def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask):
+    def _decode(self, image_embeddings, points, boxes, mask_inputs, multimask, decode):
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
         if self.click_stem is not None:
             side = self.input_side
@@ -298,7 +312,7 @@ class ClickDecoder(nn.Module):
             dense = dense + self.click_stem(torch.cat([maps.to(dense.device), prev], 1)).to(
                 dense.dtype
             )
-        return self.mask_decoder(
+        return decode(
             image_embeddings=image_embeddings,
             image_pe=self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,

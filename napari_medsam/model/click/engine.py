@@ -5,7 +5,10 @@ bundled LiteMedSAM (same preprocessing, image encoder and embedding cache):
 
 - a prompt that is a box alone goes to the bundled prompt encoder and mask
   decoder, untouched, so its mask is bit for bit the bundled model's;
-- a prompt with clicks or previous logits goes to the :class:`ClickDecoder`;
+- a prompt with clicks or previous logits goes to the :class:`ClickDecoder`, whose
+  mask decoder runs on the engine's backend: OpenVINO fp32 on a CPU when installed
+  (2.5-4.3x torch's speed, logits within 1e-5), else torch. The box path stays on
+  torch, so it remains the bundled model's, bit for bit;
 - with **zoom-in** on (off by default: on the held-out volumes it lowered Dice@5
   from 0.79 to 0.74 with this decoder), once a slice has a previous prediction, the next one is made
   on a square crop around the current mask and the clicks (expanded 1.6x, at least
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_medsam.model.backends.openvino_decoder import make_decoder_backend
 from napari_medsam.model.click.decoder import ClickDecoder
 from napari_medsam.model.sam_engine import SamEngine
 from napari_medsam.model.prompt_inputs import as_slice_yx, prompt_tensors
@@ -66,7 +70,10 @@ class ClickEngine(SamEngine):
         (FocalClick's progressive merge, :mod:`napari_medsam.prompts.progressive`);
         the newest click is the last point of the prompt. 0 turns it off.
     **kwargs
-        ``device``, ``cache_bytes``, ``name`` as for :class:`SamEngine`.
+        ``device``, ``cache_bytes``, ``name``, ``backend``, ``precision``,
+        ``background`` as for :class:`SamEngine`. ``backend`` also chooses where
+        the click decoder's mask decoder runs (always fp32); ``background``
+        converts it on a thread started here, torch answering until it is ready.
     """
 
     #: Propagation prompts each slice with the previous mask's box alone (the bundled
@@ -96,17 +103,34 @@ class ClickEngine(SamEngine):
         self.merge_from_click = int(merge_from_click)
         self.needs_box = False  # clicks alone segment: the capability the dock reads
         self.click_decoder = click_decoder.to(self.device).eval()
+        pe = self.click_decoder.prompt_encoder
+        self.click_decoder_backend = make_decoder_backend(
+            self.click_decoder.mask_decoder,
+            self.device,
+            (int(pe.embed_dim), *(int(v) for v in pe.image_embedding_size)),
+            kwargs.get("backend", "auto"),
+            background=kwargs.get("background", True),
+        )
+        if kwargs.get("background", True) and hasattr(self.click_decoder_backend, "prepare"):
+            self.click_decoder_backend.prepare(wait=False)  # ready before the first click
         self.zoom_in = bool(zoom_in) and self.spec.resize == RESIZE_STRETCH
         self._zoom_lock = threading.Lock()
         # cache key -> (crop, returned full-frame logits, crop-frame logits)
         self._zoom_state: dict[Hashable, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    @property
+    def click_backend(self) -> str:
+        """Where the click decoder's mask decoder runs, e.g. ``"openvino fp32"``."""
+        return f"{getattr(self.click_decoder_backend, 'backend', 'torch')} fp32"
 
     def _decode_clicks(self, embedding: torch.Tensor, prompt: SlicePrompt, hw) -> tuple:
         points, boxes, masks, _ = prompt_tensors(
             prompt, hw, self.image_size, self.device, self.spec.resize, self.lowres_side, False
         )
         with torch.inference_mode(), self._lock:
-            lowres, iou = self.click_decoder(embedding, points, boxes, masks)
+            lowres, iou = self.click_decoder(
+                embedding, points, boxes, masks, mask_decoder=self.click_decoder_backend
+            )
         return lowres[0, 0].float().cpu().numpy().copy(), float(iou[0, 0])
 
     def predict(
