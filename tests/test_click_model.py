@@ -183,6 +183,9 @@ def test_tiny_training_run_improves_noc(engines, tmp_path, monkeypatch):
     store = builder.build_store([src], tmp_path, tmp_path / "store",
                                 training_encoder(plain, "torch"), capacity=24)
     assert 6 <= store.count <= 12 and store.arrays["emb"].dtype == np.float16
+    # the new layers' initial weights come from torch's global generator, which earlier tests
+    # advance: seed it, as the CLI does, so the run does not depend on test order
+    torch.manual_seed(0)
     decoder = ClickDecoder(plain.model.prompt_encoder, plain.model.mask_decoder, ClickConfig())
     settings = TrainSettings(steps=30, batch_size=4, max_rounds=2, lr_new=2e-3, lr_pretrained=2e-4)
     trainer = Trainer(plain.model, decoder, store, range(store.count), settings)
