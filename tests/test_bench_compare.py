@@ -61,3 +61,32 @@ def test_backend_names_match_and_bad_names_are_one_clear_error(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--backend", "torch,tensorrt"])
     assert "--backend must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_each_child_gets_every_option_of_the_run_but_the_backend(monkeypatch, tmp_path, quick):
+    seen = []
+
+    def fake_run(argv, check):
+        seen.append(argv)
+        with open(argv[argv.index("--json") + 1], "w") as f:
+            json.dump(_report("x", 1.0, 1.0), f)
+        return argparse.Namespace(returncode=0)
+
+    monkeypatch.setattr(bench_compare.subprocess, "run", fake_run)
+    options = ["--no-propagation", "--threads", "2", "--no-gui", "--many-clicks", "7",
+               "--batch", "3", "--precision", "fp32", "--stall-runs", "2", "--repeats", "4",
+               "--device", "cpu"] + (["--quick"] if quick else [])  # fmt: skip
+    assert cli.main(["bench", "--backend", "torch,openvino", *options]) == 0
+    parser = cli.build_parser()
+    want = vars(parser.parse_args(["bench", "--backend", "torch", *options]))
+    want = {k: v for k, v in want.items() if k not in ("backend", "json_path", "func")}
+    for argv, backend in zip(seen, ("torch", "openvino"), strict=True):
+        assert argv[1:4] == ["-m", "napari_medsam.cli", "bench"]
+        got = vars(parser.parse_args(argv[3:]))
+        assert got.pop("backend") == (backend,) and got.pop("json_path").endswith(f"{backend}.json")
+        got.pop("func")
+        if quick:  # the parent applied --quick to repeats and stall runs; the child again
+            assert (got["repeats"], got["stall_runs"]) == (1, 1)
+            got["repeats"], got["stall_runs"] = 4, 2
+        assert got == want

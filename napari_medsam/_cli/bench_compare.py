@@ -19,6 +19,11 @@ SCHEMA = "napari-medsam-bench-compare/1"
 
 
 def _child_argv(args, backend: str, json_path: Path) -> list[str]:
+    """One backend's ``bench`` command line: every option of this run but ``--backend``.
+
+    ``--quick`` travels as itself (its 8-slice volume is the child's choice, not
+    only its repeats), and so do ``--threads``, ``--no-gui`` and ``--no-propagation``.
+    """
     argv = [sys.executable, "-m", "napari_medsam.cli", "bench", "--backend", backend]
     argv += ["--json", str(json_path), "--device", args.device, "--precision", args.precision]
     argv += ["--repeats", str(args.repeats), "--batch", str(args.batch)]
@@ -31,6 +36,8 @@ def _child_argv(args, backend: str, json_path: Path) -> list[str]:
         argv.append("--no-gui")
     if args.no_propagation:
         argv.append("--no-propagation")
+    if getattr(args, "quick", False):
+        argv.append("--quick")
     return argv
 
 
