@@ -45,6 +45,8 @@ def test_auto_without_runtime_is_torch_with_one_notice(no_openvino, caplog):
         assert resolve_backend(None, "cpu") == "torch"
     notices = [r for r in caplog.records if "OpenVINO is not installed" in r.getMessage()]
     assert len(notices) == 1 and "pip install 'openvino" in notices[0].getMessage()
+    text = notices[0].getMessage()
+    assert "\n" not in text and "image encoder and the click decoder run on torch" in text
 
 
 def test_openvino_requested_without_runtime_is_one_clear_error(no_openvino):

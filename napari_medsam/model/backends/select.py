@@ -22,6 +22,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 ENV_BACKEND = "NAPARI_MEDSAM_BACKEND"
 ENV_PRECISION = "NAPARI_MEDSAM_PRECISION"
 INSTALL_HINT = "pip install 'openvino>=2024.0'"
+#: What ``auto`` runs on OpenVINO on a CPU, so what falls back to torch without it
+#: (the one notice names them all)
+AUTO_OPENVINO_PARTS = ("image encoder", "click decoder")
 
 _notice_lock = threading.Lock()
 _notice_given = False
@@ -56,8 +59,9 @@ def _notice_missing_runtime() -> None:
             return
         _notice_given = True
     logger.warning(
-        "napari-medsam: OpenVINO is not installed; the image encoder runs on torch "
-        "(about 3x slower on a CPU). For speed: %s",
+        "napari-medsam: OpenVINO is not installed; the %s run on torch "
+        "(the encoder about 3x slower on a CPU). For speed: %s",
+        " and the ".join(AUTO_OPENVINO_PARTS),
         INSTALL_HINT,
     )
 
