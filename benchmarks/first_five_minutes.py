@@ -4,9 +4,12 @@ Opens the app exactly as ``napari-medsam`` does (window sized to the screen, the
 phantom sample, the dock, the bundled LiteMedSAM loading as the dock opens), then:
 
 1. waits for the dock's "ready" status and records the load time;
-2. clicks inside the liver (the box-only model asks for a box at that point);
-3. draws a box around the liver and records the first prompt's latency;
-4. opens the dock's folds.
+2. clicks inside the liver: the default click model segments it, and the first
+   prompt's latency is recorded against the usual per-slice time;
+3. draws a box around the liver on another slice (the usual per-slice time);
+4. opens the dock's folds;
+5. loads the plain, box-only LiteMedSAM (``Load checkpoint…`` with
+   ``litemedsam``) and clicks on a fresh slice: the dock must say what to do.
 
 Each step saves a full-window screenshot. It prints the window and canvas
 geometry (canvas width as a share of the window) and the timings as one JSON.
@@ -67,6 +70,7 @@ def main(argv=None) -> int:
     status_at_open = widget.controls.status_label.text()
     viewer.screenshot(path=str(args.out / "1_opened.png"), canvas_only=False)
     load_s = _wait(app, lambda: widget.engine is not None and not widget.model_runner.busy, 180)
+    default_engine = widget.engine
     _settle(app)
     status_ready = widget.controls.status_label.text()
     viewer.screenshot(path=str(args.out / "2_ready.png"), canvas_only=False)
@@ -90,11 +94,18 @@ def main(argv=None) -> int:
     clicks, boxes = viewer.layers["clicks"], viewer.layers["boxes"]
     active_before = viewer.layers.selection.active.name
     centre = (z, int(np.median(ys)), int(np.median(xs)))
+    before = widget.last_latency_ms
     clicks.add(clicks.world_to_data(image.data_to_world(centre)))
+    _wait(app, lambda: widget.last_latency_ms != before, 60)
+    first_click_ms = widget.last_latency_ms
+    clicked = widget.labels.data[z] == 1
+    click_dice = 2 * (clicked & liver[z]).sum() / max(clicked.sum() + liver[z].sum(), 1)
     _settle(app)
     click_message = widget.controls.message_label.text()
     viewer.screenshot(path=str(args.out / "3_click_first.png"), canvas_only=False)
 
+    z = z + 2  # a slice not embedded yet: the usual per-slice time
+    ys, xs = np.nonzero(liver[z])
     corners = [(z, ys.min() - 3, xs.min() - 3), (z, ys.max() + 3, xs.max() + 3)]
     (z0, y0, x0), (_, y1, x1) = (boxes.world_to_data(image.data_to_world(c)) for c in corners)
     before = widget.last_latency_ms
@@ -120,6 +131,24 @@ def main(argv=None) -> int:
     widget.fold_3d.set_expanded(True)
     _settle(app)
     viewer.screenshot(path=str(args.out / "5_folds_open.png"), canvas_only=False)
+    widget.controls.advanced_fold.set_expanded(False)
+    widget.fold_3d.set_expanded(False)
+
+    # a box-only checkpoint: a click on a fresh slice must say what to do
+    job = widget.load_checkpoint("litemedsam")
+    _wait(app, lambda: widget.engine is not None and widget.engine is not default_engine
+          and not widget.model_runner.busy, 120)
+    del job
+    _settle(app)
+    z3 = z2 - 3
+    ys3, xs3 = np.nonzero(liver[z3])
+    viewer.dims.set_point(0, z3 * phantom.spacing_zyx_mm[0])
+    clicks.add(clicks.world_to_data(image.data_to_world((z3, int(np.median(ys3)), int(np.median(xs3))))))
+    _settle(app, 2.0)
+    box_only_message = widget.controls.message_label.text()
+    box_only_active = viewer.layers.selection.active.name
+    box_only_painted = int((widget.labels.data[z3] > 0).sum())
+    viewer.screenshot(path=str(args.out / "6_box_only_click.png"), canvas_only=False)
 
     report = {
         "seconds_to_window": round(time.perf_counter() - opened - load_s, 2),
@@ -128,9 +157,15 @@ def main(argv=None) -> int:
         "status_ready": status_ready,
         "active_layer_at_start": active_before,
         "message_after_click_first": click_message,
-        "first_box_ms_after_ready": round(first_ms, 1),
+        "first_click_ms_after_ready": round(first_click_ms, 1),
+        "first_click_dice": round(float(click_dice), 3),
+        "box_ms_fresh_slice": round(first_ms, 1),
         "second_box_ms_fresh_slice": round(usual_ms, 1),
-        "first_box_dice": round(float(dice), 3),
+        "box_dice": round(float(dice), 3),
+        "box_only_model": widget.engine.name,
+        "box_only_click_message": box_only_message,
+        "box_only_active_layer": box_only_active,
+        "box_only_click_painted_px": box_only_painted,
         **geometry,
         "torch_threads": torch.get_num_threads(),
     }

@@ -222,7 +222,12 @@ def test_zoomed_correction_predicts_on_a_cached_crop_and_pastes_back(engines):
         crop = default._zoom_state["z"][0]
         outside = np.ones(slice_yx.shape, bool)
         outside[crop[0]:crop[2], crop[1]:crop[3]] = False
-        assert not second.mask_yx[outside].any()
+        default.zoom_in = False
+        whole = default.predict(slice_yx, prompt, "z")  # the same prompt on the whole slice
+        default.zoom_in = True
+        # outside the crop the mask is the whole slice's (an object can grow past the crop)
+        assert np.array_equal(second.mask_yx[outside], whole.mask_yx[outside])
+        assert not np.array_equal(second.mask_yx, whole.mask_yx)  # inside, the crop's
         assert second.logits_lowres.shape == first.logits_lowres.shape
         n = default.cache_info().entries
         default.predict(slice_yx, prompt, "z")  # the crop stays and its embedding is cached

@@ -189,3 +189,67 @@ def test_shipped_click_engine_on_openvino_agrees_with_torch_on_the_phantom():
           f"mean Dice {np.mean(dices):.4f}, min {min(dices):.4f}")
     assert len(dices) >= 12, dices
     assert np.mean(dices) >= 0.99 and min(dices) >= 0.97, dices
+
+
+@needs_openvino
+def test_warm_up_finishes_both_conversions_before_ready():
+    """The app warms the engine up before it says "ready": after ``warm_up`` the encoder
+    and the click decoder answer on OpenVINO, so the first prompt waits for no conversion."""
+    from napari_medsam.model.click.engine import ClickEngine
+
+    engine = ClickEngine(
+        build_model(CLICK_SAM), CLICK_SAM, _tiny_click_decoder(3),
+        device="cpu", backend="openvino", background=True,
+    )  # fmt: skip
+    engine.warm_up()
+    import threading
+
+    converting = [t.name for t in threading.enumerate() if t.name.startswith("medsam-ov")]
+    assert not converting, converting  # nothing left for the first prompt to wait on
+    assert engine.encoder_backend.ready() and engine.click_decoder_backend.ready()
+    assert engine.cache_info().entries == 0  # the blank slice was not cached
+
+
+def test_preload_warms_the_engine_up_under_the_load_lock():
+    """preload_job and load_job say "warming up", and a segment job asking for the engine
+    meanwhile waits until the warm-up is done (the holder's lock)."""
+    import threading
+
+    from napari_medsam.tasks.engine_holder import EngineHolder
+    from napari_medsam.tasks.jobs import load_job, preload_job
+
+    order = []
+    release = threading.Event()
+
+    class Warming:
+        name = "fake"
+
+        def warm_up(self):
+            order.append("warm start")
+            release.wait(5)
+            order.append("warm end")
+
+    holder = EngineHolder(loader=lambda path, device: Warming())
+    items = preload_job(holder, "fake")()
+    messages = []
+    for item in items:
+        messages.append(getattr(item, "message", type(item).__name__))
+        if "warming up fake…" in messages[-1]:
+            break
+    runner = threading.Thread(target=lambda: list(items))
+    runner.start()
+    while not order:
+        threading.Event().wait(0.01)
+    got = []
+    asker = threading.Thread(target=lambda: (holder.get(), got.append(order.copy())))
+    asker.start()
+    threading.Event().wait(0.2)
+    assert not got, "a segment job got the engine during the warm-up"
+    release.set()
+    runner.join(5)
+    asker.join(5)
+    assert got == [["warm start", "warm end"]]
+    assert messages[:2] == ["loading fake…", "warming up fake…"]
+    release.set()
+    loaded = [getattr(i, "message", type(i).__name__) for i in load_job(holder, None, "cpu", "x")()]
+    assert loaded[:2] == ["loading x", "warming up x…"] and order[-1] == "warm end"

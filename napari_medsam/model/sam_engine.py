@@ -186,6 +186,21 @@ class SamEngine:
                 for j, i in enumerate(chunk):
                     self.cache.put(cache_keys[i], images[i].shape, embeddings[j : j + 1].clone())
 
+    def warm_up(self) -> None:
+        """Finish the fast-path conversion and run one blank slice through the model.
+
+        Called on a worker before the app says "ready": a first conversion for
+        OpenVINO (tens of seconds, once per machine) and the first inference's set-up
+        happen here, so the user's first prompt takes the usual per-slice time.
+        Caches nothing.
+        """
+        prepare = getattr(self.encoder_backend, "prepare", None)
+        if prepare is not None:
+            prepare(wait=True)
+        side = self.image_size
+        box_yxyx = np.array([side // 4, side // 4, 3 * side // 4, 3 * side // 4], np.float32)
+        self.predict(np.zeros((side, side), np.float32), SlicePrompt(box_yxyx=box_yxyx))
+
     def predict(
         self, image_yx: np.ndarray, prompt: SlicePrompt, cache_key: Hashable | None = None
     ) -> SlicePrediction:

@@ -114,10 +114,14 @@ def box_to_crop(box_yxyx: np.ndarray | None, crop_yxyx: np.ndarray) -> np.ndarra
 
 
 def paste_crop(
-    crop_values: np.ndarray, crop_yxyx: np.ndarray, hw: tuple[int, int], fill: float
+    crop_values: np.ndarray, crop_yxyx: np.ndarray, hw: tuple[int, int], fill
 ) -> np.ndarray:
-    """A (h, w) crop array placed on an (H, W) slice array filled with ``fill``."""
-    out = np.full(tuple(int(v) for v in hw), fill, dtype=crop_values.dtype)
+    """A (h, w) crop array placed on an (H, W) slice array.
+
+    ``fill`` (a scalar, or an (H, W) array such as the whole slice's own prediction)
+    gives the values outside the crop; it is not modified.
+    """
+    out = np.array(np.broadcast_to(fill, tuple(int(v) for v in hw)), dtype=crop_values.dtype)
     y0, x0, y1, x1 = (int(v) for v in crop_yxyx)
     out[y0:y1, x0:x1] = crop_values
     return out

@@ -64,6 +64,8 @@ def preload_job(holder: EngineHolder, what: str = "LiteMedSAM") -> Task:
         if holder.engine is None:
             yield Progress(0, 0, f"loading {what}…")
         engine = holder.get()
+        yield Progress(0, 0, f"warming up {what}…")
+        holder.warm_up()  # the first prompt after "ready" takes the usual time
         yield EngineLoaded(engine, holder.checkpoint, announce=False)
 
     return task
@@ -75,6 +77,8 @@ def load_job(holder: EngineHolder, checkpoint: str | None, device: str, what: st
     def task():
         yield Progress(0, 0, f"loading {what}")
         engine = holder.load(checkpoint, device)
+        yield Progress(0, 0, f"warming up {what}…")
+        holder.warm_up()
         yield EngineLoaded(engine, checkpoint)
 
     return task

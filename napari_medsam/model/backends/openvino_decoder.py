@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from napari_medsam.model.backends.model_cache import cached_entry, entry_key, weights_digest
-from napari_medsam.model.backends.openvino_encoder import _CONVERSIONS
+from napari_medsam.model.backends.openvino_encoder import _CONVERSIONS, one_conversion_at_a_time
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class OpenVINODecoder:
         sparse = torch.randn((1, 3, c), generator=gen)
         return dense[0], dense[1], sparse, dense[2]
 
+    @one_conversion_at_a_time
     def _convert_into(self, folder: Path) -> None:
         t0 = time.perf_counter()
         c, h, w = self.embedding_chw

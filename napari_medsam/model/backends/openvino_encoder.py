@@ -16,6 +16,7 @@ conversion runs on a thread while torch answers, so nothing waits for it.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 import time
@@ -45,6 +46,23 @@ _CONVERSIONS: set[threading.Thread] = set()
 def _finish_conversions() -> None:
     for thread in list(_CONVERSIONS):
         thread.join()
+
+
+# torch.jit tracing keeps global state: two conversions at once (the encoder's and the
+# click decoder's, each on its background thread) corrupt each other's trace, and one of
+# them then silently falls back to torch
+_CONVERT_LOCK = threading.Lock()
+
+
+def one_conversion_at_a_time(convert):
+    """Decorate a ``_convert_into`` method so conversions never run concurrently."""
+
+    @functools.wraps(convert)
+    def serialized(*args, **kwargs):
+        with _CONVERT_LOCK:
+            return convert(*args, **kwargs)
+
+    return serialized
 
 XML = "encoder.xml"
 
@@ -155,6 +173,7 @@ class OpenVINOEncoder:
             return images, (torch.rand(images.shape, generator=gen) > 0.9).float()
         return (images,)
 
+    @one_conversion_at_a_time
     def _convert_into(self, folder: Path, signature: Signature) -> None:
         t0 = time.perf_counter()
         modes = _set_eval(self.encoder)
