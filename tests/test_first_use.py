@@ -199,3 +199,19 @@ def test_a_scan_opened_as_labels_is_explained(make_napari_viewer, tmp_path):
     viewer.layers.selection.active = viewer.layers["brain"]
     _convert_to_image(viewer.layers)  # what the message tells the user to do
     assert widget.image is not None and widget.image.data.shape == (8, 16, 16)
+
+
+def test_pyqt5_deprecation_goes_to_the_log_not_over_the_scan(monkeypatch, caplog):
+    """napari 0.9 pops its PyQt5 deprecation over the canvas when the window shows: the app
+    logs it once instead (a new user can do nothing with it at that moment)."""
+    import logging
+
+    from napari._qt import qt_main_window
+
+    from napari_medsam._cli import app
+
+    monkeypatch.setattr(qt_main_window, "SHOW_QT_WARNING", True)
+    with caplog.at_level(logging.INFO, logger="napari_medsam._cli.app"):
+        app._pyqt5_notice_to_log()
+    assert qt_main_window.SHOW_QT_WARNING is False
+    assert "PyQt5" in caplog.text and "QT_API=pyqt6" in caplog.text

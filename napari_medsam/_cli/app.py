@@ -57,6 +57,22 @@ def run(args: argparse.Namespace) -> int:
     return run_app(args.scan)
 
 
+def _pyqt5_notice_to_log() -> None:
+    """napari 0.9 pops "PyQt5 backend is deprecated" over the middle of the scan at start.
+
+    It is meant for developers (a user can do nothing with it at that moment), so the app
+    logs it once instead; ``QT_API=pyqt6`` with PyQt6 >= 6.8 avoids it altogether.
+    """
+    try:
+        from napari._qt import qt_main_window
+    except ImportError:  # another napari layout: leave its notices alone
+        return
+    if getattr(qt_main_window, "SHOW_QT_WARNING", False):
+        qt_main_window.SHOW_QT_WARNING = False
+        logger.info("napari runs on PyQt5, which it deprecates; QT_API=pyqt6 with PyQt6 >= 6.8 "
+                    "works too")  # fmt: skip
+
+
 def build_viewer(path: str | Path | None = None, viewer=None):
     """Open the scan (or the phantom) in a viewer and dock the MedSAM widget.
 
@@ -86,6 +102,7 @@ def build_viewer(path: str | Path | None = None, viewer=None):
     if viewer is None:
         import napari
 
+        _pyqt5_notice_to_log()
         viewer = napari.Viewer(title="napari-medsam")
     fit_window_to_screen(viewer)
     if path is None:
