@@ -83,7 +83,7 @@ def main() -> None:
         _process_until(app, lambda: len(painted) > before, 600)
         return (painted[-1] - t0) * 1000.0
 
-    widget._prefetch_timer.setInterval(10**7)  # no prefetch: only the clicks' own work
+    widget.prefetch._timer.setInterval(10**7)  # no prefetch: only the clicks' own work
     click(0)  # embeds the slice
     for i in range(args.pile):
         click(i)

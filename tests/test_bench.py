@@ -132,3 +132,23 @@ def test_gui_bench_in_a_real_viewer_with_the_widget(small_volume, make_napari_vi
     # slices + 3 x (a click, then one on the prefetched next slice) + 12 on one slice
     assert engine.predict_calls == 5 + 6 + 12
     assert engine.embed_calls >= 8  # the stall job embedded every slice of the small volume
+
+
+def test_process_until_sleeps_between_events(qapp):
+    """The bench's wait leaves the CPU to the worker (a busy loop took a core of 2)."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    done = []
+    QTimer.singleShot(300, lambda: done.append(True))
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    bench_cli._process_until(qapp, lambda: bool(done), timeout_s=10)
+    wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+    assert done and wall >= 0.29
+    assert cpu < 0.25 * wall, f"{1000 * cpu:.0f} ms CPU in {1000 * wall:.0f} ms of waiting"
+
+
+def test_process_until_times_out(qapp):
+    with pytest.raises(TimeoutError):
+        bench_cli._process_until(qapp, lambda: False, timeout_s=0.05)
