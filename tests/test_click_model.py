@@ -234,3 +234,36 @@ def test_zoomed_correction_predicts_on_a_cached_crop_and_pastes_back(engines):
         assert default.cache_info().entries == n
     finally:
         default.zoom_in = False
+
+
+class _RecordingDecoder:
+    """A fast-backend stand-in: torch's mask decoder, recording torch's thread count."""
+
+    def __init__(self, inner, ready: bool):
+        self.inner, self._ready, self.threads = inner, ready, []
+
+    def ready(self) -> bool:
+        return self._ready
+
+    def __call__(self, **kwargs):
+        self.threads.append(torch.get_num_threads())
+        return self.inner(**kwargs)
+
+
+def test_click_torch_ops_run_on_one_thread_only_around_a_ready_fast_decoder(engines):
+    default, _ = engines
+    ph = make_phantom(shape_zyx=(8, 128, 128))
+    slice_yx = IntensityWindow.from_preset("soft tissue").apply(ph.image_zyx[4])
+    rows, cols = np.nonzero(ph.labels_zyx[4] > 0)
+    prompt = SlicePrompt(np.array([[rows[0], cols[0]]], np.float32), np.array([1]))
+    saved, threads = default.click_decoder_backend, torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for ready, expected in ((True, 1), (False, 2)):
+            default.click_decoder_backend = _RecordingDecoder(default.click_decoder.mask_decoder, ready)
+            assert default.predict(slice_yx, prompt, "threads").mask_yx.any()
+            assert default.click_decoder_backend.threads == [expected]
+            assert torch.get_num_threads() == 2  # restored
+    finally:
+        default.click_decoder_backend = saved
+        torch.set_num_threads(threads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 _CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -58,3 +60,18 @@ def choose_device(pref: str | torch.device | None = "auto") -> torch.device:
             "device 'mps' requested but Apple MPS is not available; use 'cpu' or 'auto'"
         )
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads, then restore the previous count.
+
+    The count is process-wide: hold the engine's lock around the block so no other
+    model call runs meanwhile.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
