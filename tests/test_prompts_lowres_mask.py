@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -35,3 +38,17 @@ def test_empty_and_scattered_logits():
     full = lowres_logits_to_slice(logits, hw, 256, RESIZE_STRETCH) > 0
     assert np.array_equal(lowres_logits_to_mask(logits, hw, 256, RESIZE_STRETCH), full)
     assert full.any()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS threads need 2 cores")
+def test_no_blas_threads_left_spinning():
+    """The mask is made without a BLAS product: numpy's OpenBLAS threads spin ~0.1 s after one."""
+    logits = np.full((256, 256), -5.0, np.float32)
+    logits[60:200, 50:180] = 3.0
+    time.sleep(0.5)  # threads woken by an earlier test settle
+    for _ in range(3):
+        assert lowres_logits_to_mask(logits, (512, 512), 256, RESIZE_STRETCH).sum() > 0
+    cpu0 = time.process_time()
+    time.sleep(0.15)
+    burnt_ms = 1000 * (time.process_time() - cpu0)
+    assert burnt_ms < 15, f"{burnt_ms:.0f} ms of CPU burnt while idle after the call"
