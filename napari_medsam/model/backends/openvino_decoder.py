@@ -6,10 +6,12 @@ dense positional encoding, sparse prompt tokens, dense prompt embedding) ->
 (one per click, plus a box's two corners), the batch is one prompt. The prompt
 encoder and the click-map stem stay in torch: they are small.
 
-Measured (``benchmarks/decoder_openvino.py``, the shipped click decoder, 2 cores):
-OpenVINO f32 runs it 2.5-4.3x faster than torch eager fp32 with max |logit
-difference| 1e-5; bf16 is 8x faster but its masks drift (Dice 0.98 at 400
-clicks), so the decoder is always fp32.
+Measured (the shipped click decoder, 2 threads, quiet machine, 20 runs): OpenVINO
+f32 52.2 ms a click, torch eager fp32 71.4 ms (1.37x), torch bf16 autocast 62.9 ms;
+max |logit difference| to torch fp32 1e-5. OpenVINO bf16 was 1.5x faster than its
+f32 (``benchmarks/decoder_openvino.py``, shared machine) but its masks drift (Dice
+of ``logits > 0`` to f32 on the phantom, 1-50 clicks: mean 0.995, worst 0.982),
+so the decoder is always fp32.
 
 As for the encoder, the module is converted with its weights loaded and in eval
 mode, and stored in the model cache

@@ -7,7 +7,8 @@ bundled LiteMedSAM (same preprocessing, image encoder and embedding cache):
   decoder, untouched, so its mask is bit for bit the bundled model's;
 - a prompt with clicks or previous logits goes to the :class:`ClickDecoder`, whose
   mask decoder runs on the engine's backend: OpenVINO fp32 on a CPU when installed
-  (2.5-4.3x torch's speed, logits within 1e-5), else torch. The box path stays on
+  (52.2 ms a click against torch fp32's 71.4, 1.37x, quiet machine, 2 threads, 20
+  runs; logits within 1e-5), else torch. The box path stays on
   torch, so it remains the bundled model's, bit for bit;
 - with **zoom-in** on (off by default), once a slice has a previous prediction, the
   next one is made on the whole slice and on a square crop around the current mask,
