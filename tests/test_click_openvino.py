@@ -253,3 +253,25 @@ def test_preload_warms_the_engine_up_under_the_load_lock():
     release.set()
     loaded = [getattr(i, "message", type(i).__name__) for i in load_job(holder, None, "cpu", "x")()]
     assert loaded[:2] == ["loading x", "warming up x…"] and order[-1] == "warm end"
+
+
+def test_dense_pe_is_computed_once_while_inferring_and_again_when_its_matrix_changes():
+    decoder = _tiny_click_decoder(0)
+    calls = []
+    original = decoder.prompt_encoder.get_dense_pe
+    decoder.prompt_encoder.get_dense_pe = lambda: calls.append(1) or original()
+    with torch.no_grad():
+        first = decoder.dense_pe()
+        assert decoder.dense_pe() is first and len(calls) == 1
+        torch.testing.assert_close(first, original(), rtol=0, atol=0)
+        decoder.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(2.0)
+        changed = decoder.dense_pe()
+        assert len(calls) == 2 and not torch.equal(changed, first)
+        torch.testing.assert_close(changed, original(), rtol=0, atol=0)
+    with torch.inference_mode():
+        assert decoder.dense_pe() is not changed  # an inference tensor of its own
+        assert len(calls) == 3
+    with torch.enable_grad():
+        decoder.dense_pe()
+        decoder.dense_pe()
+    assert len(calls) == 5  # training: recomputed every time

@@ -224,7 +224,7 @@ class OpenVINODecoder:
                 return self.decoder(*inputs, multimask_output)
         arrays = [np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy()) for t in inputs]
         with self._lock:
-            self._request.infer(arrays)
+            self._request.infer(arrays, share_inputs=True)  # no copy: arrays live meanwhile
             masks = np.array(self._request.get_output_tensor(0).data, copy=True)
             iou = np.array(self._request.get_output_tensor(1).data, copy=True)
         return select_outputs(torch.from_numpy(masks), torch.from_numpy(iou), multimask_output)
