@@ -333,3 +333,28 @@ def test_snapshot_without_recovery_metadata_still_recovers(tmp_path):
     info = find_session(scan, cache_root=tmp_path / "cache")
     assert info is not None and info.recovered and info.generation == 4
     np.testing.assert_array_equal(restore_report(info).labels_zyx, latest)
+
+
+def test_cleanup_never_removes_the_only_readable_copy(tmp_path, monkeypatch):
+    """Build: a snapshot that reaches the disk damaged must not let cleanup drop the journal."""
+    real = np.savez_compressed
+
+    def damaging_disk(f, **arrays):
+        real(f, **arrays)
+        f.seek(60)
+        f.write(b"\xff" * 64)  # inside the first member's data: its CRC fails on read-back
+
+    folder = tmp_path / "s"
+    saver = Autosaver(folder, snapshot_interval_s=3600)
+    labels = np.zeros(SHAPE, np.uint8)
+    try:
+        for k in range(3):
+            labels[1, k, 2:9] = 1 + k
+            saver.mark_dirty(labels, {})
+        assert saver.flush(10)
+        monkeypatch.setattr(np, "savez_compressed", damaging_disk)
+        assert saver.flush(10, snapshot=True)
+    finally:
+        saver.close(snapshot=False)
+    assert list(folder.glob("journal-*.bin")), "the journal was the only readable copy"
+    np.testing.assert_array_equal(restore_report(folder).labels_zyx, labels)
