@@ -53,7 +53,7 @@ def files(tmp_path):
 
 
 #: MEDSAM_BAD_INPUT_TABLE=path appends one markdown row per run (case, what the user sees,
-#: exit code, files changed) to ``path``: the table of benchmarks/bad_inputs.md
+#: exit code, files changed) to ``path``: benchmarks/bad_input_table.py prints them
 TABLE = os.environ.get("MEDSAM_BAD_INPUT_TABLE")
 
 
