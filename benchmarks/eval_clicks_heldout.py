@@ -28,6 +28,7 @@ from napari_medsam.io.atomic import atomic_write_text
 from napari_medsam.io.nifti import load_nifti
 from napari_medsam.model.engine import load_engine
 from napari_medsam.prompts.intensity import IntensityWindow, auto_window
+from napari_medsam.prompts.zoom import ZOOM_IN_BY_DEFAULT
 from napari_medsam.training.clicks.sources import volumes
 
 
@@ -58,7 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-root", required=True)
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--zoom", action="store_true", help="zoom-in on (off by default)")
+    ap.add_argument("--zoom", choices=("on", "off"), default="on" if ZOOM_IN_BY_DEFAULT else "off",
+                    help="zoom-in on small objects (default: the app's)")
     ap.add_argument("--cases-per-volume", type=int, default=16)
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--min-area", type=int, default=100)
@@ -70,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     engine = load_engine(args.checkpoint, device="cpu")
     if hasattr(engine, "zoom_in"):
-        engine.zoom_in = args.zoom
+        engine.zoom_in = args.zoom == "on"
     if args.merge_from is not None and hasattr(engine, "merge_from_click"):
         engine.merge_from_click = args.merge_from
     results, per_volume, per_label = {}, {}, defaultdict(list)

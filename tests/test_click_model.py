@@ -95,6 +95,9 @@ def test_crop_frame_round_trip_and_paste():
     assert edge[0] == 0 and edge[3] == hw[1]
     assert np.array_equal(zoom.keep_or_new_crop(crop, region + [2, 2, 2, 2], hw), crop)
     assert not np.array_equal(zoom.keep_or_new_crop(crop, region + 60, hw), crop)
+    # only small objects zoom: a crop over 0.4 of the slice side stays on the whole slice
+    assert zoom.worth_zooming(np.array([0, 0, 200, 200]), (512, 512))
+    assert not zoom.worth_zooming(np.array([0, 0, 210, 210]), (512, 512))
 
 
 def test_torch_disk_maps_match_numpy_click_maps():
@@ -207,9 +210,11 @@ def test_zoomed_correction_predicts_on_a_cached_crop_and_pastes_back(engines):
     ph = make_phantom()
     window = IntensityWindow.from_preset("soft tissue")
     z = ph.image_zyx.shape[0] // 2
-    slice_yx = window.apply(ph.image_zyx[z])
-    label = min(np.unique(ph.labels_zyx[z])[1:], key=lambda v: (ph.labels_zyx[z] == v).sum())
-    rows, cols = np.nonzero(ph.labels_zyx[z] == label)
+    # padded to 240 px: on the 96 px phantom slice every crop is over zoom's size gate
+    slice_yx = np.pad(window.apply(ph.image_zyx[z]), 72).astype(np.float32)
+    labels_yx = np.pad(ph.labels_zyx[z], 72)
+    label = min(np.unique(labels_yx)[1:], key=lambda v: (labels_yx == v).sum())
+    rows, cols = np.nonzero(labels_yx == label)
     click = np.array([[rows[len(rows) // 2], cols[len(cols) // 2]]], np.float32)
     default.zoom_in = True
     try:

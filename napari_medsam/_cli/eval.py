@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 
+from napari_medsam.prompts.zoom import ZOOM_IN_BY_DEFAULT
 from napari_medsam._cli import _common
 from napari_medsam._cli._common import (  # noqa: F401 - set_threads: also for bench
     check_outputs,
@@ -66,8 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--zoom",
         choices=("on", "off"),
-        default="off",
-        help="click model: predict corrections on a crop around the object (default off)",
+        default="on" if ZOOM_IN_BY_DEFAULT else "off",
+        help="click model: predict corrections of a small object on a crop around it "
+        f"(default {'on' if ZOOM_IN_BY_DEFAULT else 'off'})",
     )
     parser.add_argument(
         "--slices",

@@ -10,6 +10,7 @@ import argparse
 import re
 from pathlib import Path
 
+from napari_medsam.prompts.zoom import ZOOM_IN_BY_DEFAULT
 from napari_medsam._cli.backend_args import add_backend_args
 from napari_medsam.tasks.propagate import DEFAULT_STOP_SCORE
 
@@ -113,8 +114,9 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--zoom",
         choices=("on", "off"),
-        default="off",
-        help="click model: predict corrections on a crop around the object (default off)",
+        default="on" if ZOOM_IN_BY_DEFAULT else "off",
+        help="click model: predict corrections of a small object on a crop around it "
+        f"(default {'on' if ZOOM_IN_BY_DEFAULT else 'off'})",
     )
     add_backend_args(parser)
     parser.add_argument("--window", type=_window, default=None, metavar="LEVEL,WIDTH",

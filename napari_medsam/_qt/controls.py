@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medsam.prompts.zoom import ZOOM_IN_BY_DEFAULT
 from napari_medsam.prompts import intensity
 from napari_medsam.tasks.engine_holder import device_choices
 from napari_medsam.types import Progress
@@ -151,7 +152,7 @@ class Controls(QWidget):
             "box-trained LiteMedSAM does worse with any click (spleen Dice 0.95 -> 0.73)."
         )
         self.zoom_check = QCheckBox("Zoom in on small objects")
-        self.zoom_check.setChecked(False)
+        self.zoom_check.setChecked(ZOOM_IN_BY_DEFAULT)
         self.zoom_check.setToolTip(
             "Click model: after the first mask on a slice, predict corrections on a crop "
             "around the object re-embedded at the model's size (sharper edges on small "
