@@ -135,16 +135,16 @@ class EngineHolder:
             return self._engine
 
     def warm_up(self) -> None:
-        """Warm the engine in use up (see ``SamEngine.warm_up``), holding the load lock.
+        """Warm the engine in use up (see ``SamEngine.warm_up``) without the load lock.
 
-        A segment job started meanwhile waits here (it asks for the engine under the
-        same lock) instead of running beside an unfinished conversion. Engines without
-        ``warm_up`` (test doubles) are left alone. Call from a worker.
+        A first start converts for OpenVINO for a minute or more on a slow CPU; a segment
+        job started meanwhile gets the engine at once and answers on torch (slower), so
+        the user is never blocked. Engines without ``warm_up`` (test doubles) are left
+        alone. Call from a worker.
         """
-        with self._lock:
-            warm_up = getattr(self._engine, "warm_up", None)
-            if warm_up is not None:
-                warm_up()
+        warm_up = getattr(self._engine, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
 
     def load(self, checkpoint: str | Path | None, device: str | None = None) -> Engine:
         """Load ``checkpoint`` (None: the bundled model) and make it current.

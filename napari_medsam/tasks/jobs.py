@@ -64,7 +64,7 @@ def preload_job(holder: EngineHolder, what: str = "LiteMedSAM") -> Task:
         if holder.engine is None:
             yield Progress(0, 0, f"loading {what}…")
         engine = holder.get()
-        yield Progress(0, 0, f"warming up {what}…")
+        yield Progress(0, 0, f"warming up {what}… (clicks work meanwhile, slower)")
         holder.warm_up()  # the first prompt after "ready" takes the usual time
         yield EngineLoaded(engine, holder.checkpoint, announce=False)
 
@@ -77,7 +77,7 @@ def load_job(holder: EngineHolder, checkpoint: str | None, device: str, what: st
     def task():
         yield Progress(0, 0, f"loading {what}")
         engine = holder.load(checkpoint, device)
-        yield Progress(0, 0, f"warming up {what}…")
+        yield Progress(0, 0, f"warming up {what}… (clicks work meanwhile, slower)")
         holder.warm_up()
         yield EngineLoaded(engine, checkpoint)
 
