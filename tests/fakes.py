@@ -45,13 +45,18 @@ class FakeEngine:
         The first ``predict`` waits (up to 20 s) until this event is set.
     error : Exception, optional
         ``predict`` raises it.
+    keep_prompts : bool
+        Record each call's prompt (default). A flood of clicks on one slice makes
+        prompt ``k`` hold ``k`` clicks, so keeping them all grows as the square of the
+        clicks: the load test records the calls without their prompts.
     """
 
     name = "FakeEngine"
     image_size = 256
 
-    def __init__(self, truth_zyx=None, block_first=None, error=None):
+    def __init__(self, truth_zyx=None, block_first=None, error=None, keep_prompts=True):
         self.truth_zyx = truth_zyx
+        self.keep_prompts = keep_prompts
         self.block_first = block_first
         self.error = error
         self.calls: list[Call] = []
@@ -88,6 +93,8 @@ class FakeEngine:
 
     def _record(self, method, image_yx, prompt, cache_key):
         image = np.asarray(image_yx)
+        if not self.keep_prompts:
+            prompt = None
         if prompt is not None and prompt.prev_logits_lowres is not None:
             # the shape only: a flood of prompts must not keep every previous logit map
             # (256 x 256 float32 each); a NaN stand-in, so no test reads values from it
