@@ -100,3 +100,40 @@ def test_errors_of_a_superseded_job_are_dropped(qtbot, runner):
     release.set()
     qtbot.wait(300)
     assert failures == []
+
+
+class _Payload:
+    """Stands for what a job's frame holds: its prompt, the logits fed back and computed."""
+
+
+def test_a_superseded_job_is_not_kept_alive_by_the_viewer(make_napari_viewer, qtbot, runner):
+    """A flood of clicks supersedes job after job mid-run; none may be kept after it ends.
+
+    napari's create_worker registers every worker with the viewer's task status list
+    (its cancel callback holds the worker), so each superseded job's suspended generator
+    kept its frame for the viewer's life: in the race test, 58 low-res logit maps per
+    500 clicks on one slice.
+    """
+    import gc
+    import weakref
+
+    make_napari_viewer()  # the current viewer
+    gate, kept = threading.Event(), []
+
+    def held():
+        payload = _Payload()
+        kept.append(weakref.ref(payload))
+        yield Progress(0, 2)
+        gate.wait(10)
+        yield Progress(1, 2)  # superseded by now: the worker stops here, generator suspended
+        yield payload
+
+    with qtbot.waitSignal(runner.progress, timeout=5000):
+        runner.submit(held)
+    with qtbot.waitSignal(runner.finished, timeout=5000):
+        runner.submit(lambda: iter(["next"]))
+    gate.set()
+    qtbot.waitUntil(lambda: not runner.busy, timeout=5000)
+    qtbot.wait(200)  # the superseded worker reaches its next yield and stops
+    gc.collect()
+    assert kept[0]() is None, "the superseded job's frame is still alive"

@@ -1,10 +1,14 @@
-"""Single-flight job runner on napari's worker threads.
+"""Single-flight job runner on worker threads (superqt's, which napari's are built on).
 
-This is the one module that imports napari's threading. A :class:`JobRunner`
-runs one generator job at a time: submitting a new job asks the running one to
-quit (generators are checked between yields) and bumps the job id; anything a
-superseded job still yields, or raises, is dropped here and never reaches the
-widget. Errors of the current job become the :attr:`JobRunner.failed` signal
+This is the one module that starts worker threads. Not napari's ``create_worker``:
+it registers every worker with the viewer's task status list, whose cancel callback
+keeps the worker, and so a superseded job's suspended generator with its prompt and
+logits, for the viewer's life (a flood of clicks kept one logit map every few clicks).
+
+A :class:`JobRunner` runs one generator job at a time: submitting a new job asks
+the running one to quit (generators are checked between yields) and bumps the job
+id; anything a superseded job still yields, or raises, is dropped here and never
+reaches the widget. Errors of the current job become the :attr:`JobRunner.failed` signal
 (the widget turns it into a napari notification), never a console traceback.
 """
 
@@ -13,8 +17,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
-from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal, Slot
+from superqt.utils import create_worker
 
 from napari_medsam.types import Progress
 
