@@ -3,8 +3,6 @@ no behaviour beyond display)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -22,26 +20,10 @@ from qtpy.QtWidgets import (
 
 from napari_medsam.prompts.zoom import ZOOM_IN_BY_DEFAULT
 from napari_medsam.prompts import intensity
+from napari_medsam.session import texts
+from napari_medsam.session.texts import HELP_TEXT, HELP_TEXT_BOX_FIRST
 from napari_medsam.tasks.engine_holder import device_choices
 from napari_medsam.types import Progress
-
-_CLICKS_HELP = (
-    "<b>Click</b> on the <i>clicks</i> layer: positive (green). "
-    "<b>Shift+click</b>, or tick <i>Negative clicks</i> (key <b>N</b>): negative (red).<br>"
-)
-_BOX_HELP = "<b>Box</b>: on the <i>boxes</i> layer, drag a rectangle around the object.<br>"
-_COMMON_HELP = (
-    "Each click or box segments the current object on that slice. "
-    "<b>Enter</b> (or <i>Commit object</i>) finishes it; the next object gets the next id. "
-    "Ctrl+Z / Ctrl+Shift+Z: undo / redo."
-)
-#: Help for a click-capable model: clicks first.
-HELP_TEXT = _CLICKS_HELP + _BOX_HELP + _COMMON_HELP
-#: Help for a box-only model (the bundled LiteMedSAM): a box first, clicks refine.
-HELP_TEXT_BOX_FIRST = (
-    "<b>This model needs a box first.</b> " + _BOX_HELP + "Then clicks refine it: " + _CLICKS_HELP
-    + _COMMON_HELP
-)
 
 
 class Fold(QWidget):
@@ -119,50 +101,24 @@ class Controls(QWidget):
         self.image_of = lambda: None  # the image layer the window presets apply to
         self._preset_limits: tuple[float, float] | None = None
         self.image_combo = QComboBox()
-        self.image_combo.setToolTip("3D image layer to segment")
         self.window_combo = QComboBox()
         self.window_combo.addItems(intensity.window_choices())
-        self.window_combo.setToolTip(
-            "Sets the image contrast limits; the model always sees the current contrast limits"
-        )
         self.device_combo = QComboBox()
         self.device_combo.addItems(device_choices())
         self.backend_combo = QComboBox()
         self.backend_combo.addItems(["auto", "torch", "openvino"])
-        self.backend_combo.setToolTip(
-            "Image encoder and click decoder: auto = OpenVINO on a CPU when installed "
-            "(3-5x faster), else torch"
-        )
         self.model_label = QLabel("LiteMedSAM + clicks (bundled)")
         self.model_label.setWordWrap(True)
         self.load_button = QPushButton("Load checkpoint…")
-        self.load_button.setToolTip(
-            "LiteMedSAM, SAM ViT-B/L/H or Med-SA weights (also under Layers > Segment)"
-        )
         self.label_spin = QSpinBox()
         self.label_spin.setRange(1, 65535)
         self.label_spin.setValue(1)
-        self.label_spin.setToolTip("Label id of the object being segmented")
         self.negative_check = QCheckBox("Negative clicks (N)")
         self.others_negative_check = QCheckBox("Other objects are negative")
-        self.others_negative_check.setToolTip(
-            "Add negative clicks inside the other labelled objects that the box reaches "
-            "(or that lie near the clicks), on each slice segmented or propagated, so the "
-            "new object stays out of them. For click-trained models (SAM, Med-SA): the "
-            "box-trained LiteMedSAM does worse with any click (spleen Dice 0.95 -> 0.73)."
-        )
         self.zoom_check = QCheckBox("Zoom in on small objects")
         self.zoom_check.setChecked(ZOOM_IN_BY_DEFAULT)
-        self.zoom_check.setToolTip(
-            "Click model: after the first mask on a slice, predict corrections on a crop "
-            "around the object re-embedded at the model's size (sharper edges on small "
-            "lesions; a new crop costs one embedding)."
-        )
         self.commit_button = QPushButton("Commit object (Enter)")
         self.embed_button = QPushButton("Embed nearby slices")
-        self.embed_button.setToolTip(
-            "Precompute the model's embeddings of 20 slices around this one"
-        )
         self.progress_bar = QProgressBar()
         self.progress_bar.setVisible(False)
         self.status_label = QLabel()
@@ -171,6 +127,8 @@ class Controls(QWidget):
         self.message_label.setWordWrap(True)
         self.message_label.setStyleSheet("color: #ff8c00;")
         self.message_label.setVisible(False)
+        for name, tip in texts.CONTROLS_TOOLTIPS.items():
+            getattr(self, name).setToolTip(tip)
         self.help_label = QLabel(HELP_TEXT_BOX_FIRST)
         self.help_label.setWordWrap(True)
         for label in (self.status_label, self.help_label):  # wrapped text gets all its lines:
@@ -193,7 +151,7 @@ class Controls(QWidget):
         advanced_form.addRow(self.embed_button)
         self.advanced_fold = Fold(
             "Advanced: device, model, negatives", advanced,
-            tooltip="Device, other model checkpoints, other objects as negatives, embeddings",
+            tooltip=texts.ADVANCED_TOOLTIP,
         )  # fmt: skip
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -217,8 +175,7 @@ class Controls(QWidget):
         self.help_label.setText(HELP_TEXT_BOX_FIRST if box_first else HELP_TEXT)
 
     def set_model_name(self, name: str, checkpoint: str | None) -> None:
-        source = Path(checkpoint).name if checkpoint else "bundled"
-        self.model_label.setText(f"{name} ({source})")
+        self.model_label.setText(texts.model_text(name, checkpoint))
 
     def on_window_preset_changed(self, preset: str) -> None:
         """A preset was chosen: the image layer's contrast limits become its window."""

@@ -31,6 +31,7 @@ from napari_medsam._qt.workers import JobRunner
 from napari_medsam.model.protocol import Engine
 from napari_medsam.prompts.voxels import inside_volume
 from napari_medsam.tasks.engine_holder import EngineHolder, ready_text
+from napari_medsam.session import texts
 from napari_medsam.session.requests import request_task
 from napari_medsam.tasks.jobs import EngineLoaded, load_job
 from napari_medsam.types import DirectionEnd, Progress, SliceMask
@@ -315,16 +316,14 @@ class MedSamWidget(QWidget):
             return
         if not self.session3d.paint_result(result):
             return  # painted: the session keeps its logits for the next prompt there
-        message = f"slice {result.z}: {int(result.mask_yx.sum())} px, score {result.score:.2f}"
         submitted = self._submitted_at.pop(self.segment_runner.job_id, None)
-        if submitted is not None:
+        latency, with_load = None, False
+        if submitted is not None:  # a prompt's result (not a propagated slice)
             started, with_load = submitted
-            self.last_latency_ms = (time.perf_counter() - started) * 1000.0
-            message += f", {self.last_latency_ms:.0f} ms" + (
-                " with model load" if with_load else ""
-            )
+            latency = self.last_latency_ms = (time.perf_counter() - started) * 1000.0
             self.prefetch.schedule(result.z)
-        self._update_status(message)
+        pixels = int(result.mask_yx.sum())
+        self._update_status(texts.slice_result_text(result.z, pixels, result.score, latency, with_load))
 
     def _on_engine_loaded(self, loaded: EngineLoaded) -> None:
         self._logits.clear()

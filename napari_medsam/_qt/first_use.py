@@ -13,14 +13,9 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from napari_medsam._qt import prompt_layers as wl
+from napari_medsam.session.texts import NEEDS_BOX, NEEDS_BOX_HINT
 from napari_medsam.tasks.engine_holder import BUNDLED_NAME, preload_enabled
 from napari_medsam.tasks.jobs import preload_job
-
-NEEDS_BOX = "this model needs a box first"
-NEEDS_BOX_HINT = (
-    f"{NEEDS_BOX}: draw a rectangle around the object on the boxes layer (now selected); "
-    "clicks then refine it. The click was taken off."
-)
 
 
 def schedule_preload(widget) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from napari.layers import Image, Labels
 
 from napari_medsam._qt.labels_layer import SOURCE_KEY
-
-NO_IMAGE_MESSAGE = "Open a 3D CT or MR scan (File > Open, or File > Open Sample)."
+from napari_medsam.session.texts import NO_IMAGE_MESSAGE, no_volume_reason, opened_as_labels_reason
 
 
 def image_layer_names(viewer) -> list[str]:
@@ -46,14 +45,7 @@ def unsupported_reason(layer, viewer=None) -> str | None:
     """
     if layer is None:
         candidates = labels_that_may_be_scans(viewer) if viewer is not None else []
-        if candidates:
-            return (
-                f"No image layer: '{candidates[0]}' was opened as labels (its values looked "
-                "like a label map). If it is a scan, right-click it in the layer list > "
-                "Convert to Image."
-            )
-        return NO_IMAGE_MESSAGE
+        return opened_as_labels_reason(candidates[0]) if candidates else NO_IMAGE_MESSAGE
     if is_volume(layer):
         return None
-    kind = "an RGB image" if layer.rgb else f"{layer.ndim}D {tuple(layer.data.shape)}"
-    return f"'{layer.name}' is {kind}: MedSAM needs a 3D volume (z, y, x). Choose a 3D image layer."
+    return no_volume_reason(layer.name, layer.ndim, tuple(layer.data.shape), layer.rgb)

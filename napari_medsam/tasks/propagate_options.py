@@ -108,3 +108,29 @@ class PropagationOptions:
 
 #: The measured defaults.
 DEFAULT_OPTIONS = PropagationOptions()
+
+#: The "Mask prompt" choices of the app's Advanced fold; the first leaves the engine's own.
+ENGINE_DEFAULT = "model's default"
+MASK_PROMPT_CHOICES = (ENGINE_DEFAULT, "none", "logits", "binary")
+
+
+def chosen_settings(
+    stop_score: float | None = None,
+    stop_overlap: float | None = None,
+    mask_prompt: str = ENGINE_DEFAULT,
+) -> dict:
+    """The :class:`PropagationOptions` fields a user set (None / ENGINE_DEFAULT: the measured).
+
+    Returns
+    -------
+    dict
+        Keywords for ``PropagationOptions(**settings)``; empty when nothing was set.
+    """
+    out: dict = {}
+    if stop_score is not None:
+        out["stop_score"] = float(stop_score)
+    if stop_overlap is not None:
+        out["stop_overlap"] = float(stop_overlap)
+    if mask_prompt != ENGINE_DEFAULT:
+        out["mask_prompt"] = mask_prompt
+    return out
