@@ -26,7 +26,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
 from napari_medsam._qt import dialogs
-from napari_medsam._qt.files import SessionFiles
+from napari_medsam._qt.files import gui_session_files
 from napari_medsam._qt.labels_layer import (
     LayerArray,
     RegistryOnLayer,
@@ -39,6 +39,7 @@ from napari_medsam._qt.session_controls import Session3DControls
 from napari_medsam._qt.session_prompts import SessionPrompts
 from napari_medsam.session import SessionState, UndoStack
 from napari_medsam.session.annotation import AnnotationSession
+from napari_medsam.session.files import scan_path
 from napari_medsam.types import SliceMask
 
 
@@ -95,7 +96,7 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         self.session = AnnotationSession(None, on_change=self._changed)
         self.prompt_layers = SessionPrompts(widget)  # prompt changes the next step carries
         self.registry_view = RegistryOnLayer()  # label colours + metadata for the writer
-        self.files = SessionFiles()
+        self.files = gui_session_files()
         self.image = None
         self.labels = None
         self._init_propagation()
@@ -168,9 +169,13 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         return self.files.saver
 
     def _open_session(self) -> SessionState:
-        state, self._restored = self.files.open(
-            self.image, self.labels, lambda info: dialogs.ask_restore(self.w, info)
-        )
+        affine = (self.image.metadata or {}).get("affine_ras")
+        shape = tuple(self.labels.data.shape)
+        ask = lambda info: dialogs.ask_restore(self.w, info)  # noqa: E731
+        state, labels_zyx = self.files.open(scan_path(self.image), shape, affine, ask)
+        self._restored = labels_zyx is not None
+        if self._restored:
+            self.labels.data = labels_zyx.astype(self.labels.data.dtype, copy=False)
         return state
 
     def _show_restored(self) -> None:
