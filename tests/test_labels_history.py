@@ -1,4 +1,4 @@
-"""napari's private paint atom, read by ``_qt.labels_layer.history_item_to_flat``, pinned.
+"""napari's private paint atom, read by ``session.edits.history_item_to_flat``, pinned.
 
 napari 0.9 stores brush, fill and polygon edits as ``_MaskedPaintAtom`` (a private
 NamedTuple) and ``data_setitem`` edits as ``(indices, old, new)`` tuples. The reader
@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("napari")
 from napari.layers.labels.labels import _MaskedPaintAtom  # noqa: E402
 
-from napari_medsam._qt.labels_layer import history_item_to_flat  # noqa: E402
+from napari_medsam.session.edits import brush_edit, history_item_to_flat  # noqa: E402
 
 
 def test_napari_masked_paint_atom_has_the_fields_the_reader_uses():
@@ -41,3 +41,18 @@ def test_an_unmasked_atom_covers_its_whole_box():
     np.testing.assert_array_equal(index, [8, 12])
     np.testing.assert_array_equal(old, [1, 2])
     np.testing.assert_array_equal(new, [9, 9])
+
+
+def test_brush_edit_keeps_locked_voxels_out_and_names_their_old_values():
+    shape = (1, 2, 3)
+    # a brush of label 2 over (0,0,0) background and (0,0,1), (0,1,2) of locked label 5;
+    # a second atom paints (0,0,1) again (its old value is the first atom's new one)
+    zyx = (np.array([0, 0, 0]), np.array([0, 0, 1]), np.array([0, 1, 2]))
+    first = (zyx, np.array([0, 5, 5]), 2)
+    again = ((np.array([0]), np.array([0]), np.array([1])), np.array([2]), 3)
+    edit = brush_edit([[first, again]], shape, locked_ids={5})
+    assert edit.reverted == 2
+    assert edit.revert_index.tolist() == [1, 5] and edit.revert_old.tolist() == [5, 5]
+    assert edit.index.tolist() == [0] and edit.old.tolist() == [0] and edit.new.tolist() == [2]
+    free = brush_edit([[first]], shape, locked_ids=())
+    assert free.reverted == 0 and free.index.tolist() == [0, 1, 5]

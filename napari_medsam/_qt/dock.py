@@ -323,7 +323,8 @@ class MedSamWidget(QWidget):
             latency = self.last_latency_ms = (time.perf_counter() - started) * 1000.0
             self.prefetch.schedule(result.z)
         pixels = int(result.mask_yx.sum())
-        self._update_status(texts.slice_result_text(result.z, pixels, result.score, latency, with_load))
+        text = texts.slice_result_text(result.z, pixels, result.score, latency, with_load)
+        self._update_status(text)
 
     def _on_engine_loaded(self, loaded: EngineLoaded) -> None:
         self._logits.clear()

@@ -12,7 +12,6 @@ the layer look like the saved sidecars; its copy in the layer's metadata (key
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -84,69 +83,6 @@ class LayerArray:
     def __setitem__(self, key, values) -> None:
         values = np.broadcast_to(np.asarray(values, self.layer.data.dtype), np.shape(key[0]))
         self.layer.data_setitem(key, np.array(values))
-
-
-def revert_locked(layer: Labels, index, old, new, locked_ids: Collection[int]):
-    """Put back voxels of locked labels that an edit (flat diffs) changed.
-
-    Returns
-    -------
-    index, old, new : np.ndarray
-        The diffs without the reverted voxels.
-    reverted : int
-        Number of voxels put back.
-    """
-    locked = list(locked_ids)
-    bad = np.isin(old, locked) & (old != new) if locked else np.zeros(index.size, bool)
-    if not bad.any():
-        return index, old, new, 0
-    first = np.unique(index[bad], return_index=True)[1]  # first atom holds the true old value
-    layer.data[np.unravel_index(index[bad][first], layer.data.shape)] = old[bad][first]
-    layer.refresh()
-    keep = ~np.isin(index, index[bad])
-    return index[keep], old[keep], new[keep], int(first.size)
-
-
-def history_item_to_flat(item, shape_zyx: tuple[int, ...]):
-    """Flatten one napari labels history item (a list of atoms) into voxel diffs.
-
-    Handles both atom kinds of napari 0.9: the ``(indices, old, new)`` tuple of
-    ``data_setitem`` and the masked bounding-box atom of the brush, fill and polygon.
-
-    Returns
-    -------
-    index : np.ndarray
-        (N,) int64 C-order flat indices (repeats possible, in edit order).
-    old, new : np.ndarray
-        (N,) values before and after each atom.
-    """
-    parts = []
-    for atom in item:
-        if hasattr(atom, "slice_key"):  # napari's _MaskedPaintAtom
-            box = atom.slice_key
-            starts = [s.start or 0 for s in box]
-            stops = [
-                s.stop if s.stop is not None else n for s, n in zip(box, shape_zyx, strict=True)
-            ]
-            grid = np.indices([b - a for a, b in zip(starts, stops, strict=True)]).reshape(
-                len(box), -1
-            )
-            coords = grid + np.asarray(starts)[:, None]
-            old = np.asarray(atom.old_values).reshape(-1)
-            if atom.mask is not None:
-                coords = coords[:, np.asarray(atom.mask).reshape(-1)]
-            new = np.full(coords.shape[1], atom.new_value, dtype=old.dtype)
-            index = np.ravel_multi_index(tuple(coords), shape_zyx)
-        else:
-            indices, old, new = atom
-            index = np.ravel_multi_index(tuple(np.asarray(i) for i in indices), shape_zyx)
-            index = np.asarray(index).reshape(-1)
-            old = np.asarray(old).reshape(-1)
-            new = np.broadcast_to(np.asarray(new), index.shape).copy()
-        parts.append((np.asarray(index, np.int64), old, new))
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
 def save_labels_layer(layer: Labels, registry, path: str | Path) -> Path:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
@@ -30,8 +31,6 @@ from napari_medsam._qt.files import gui_session_files
 from napari_medsam._qt.labels_layer import (
     LayerArray,
     RegistryOnLayer,
-    history_item_to_flat,
-    revert_locked,
     save_labels_layer,
 )
 from napari_medsam._qt.propagation import PropagationActions
@@ -39,6 +38,7 @@ from napari_medsam._qt.session_controls import Session3DControls
 from napari_medsam._qt.session_prompts import SessionPrompts
 from napari_medsam.session import SessionState, UndoStack
 from napari_medsam.session.annotation import AnnotationSession
+from napari_medsam.session.edits import brush_edit
 from napari_medsam.session.files import scan_path
 from napari_medsam.types import SliceMask
 
@@ -258,12 +258,13 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         if self.labels is None or not items:
             return
         shape = tuple(self.labels.data.shape)
-        index, old, new = history_item_to_flat([a for item in items for a in item], shape)
-        locked = self.state.registry.locked_ids()
-        index, old, new, reverted = revert_locked(self.labels, index, old, new, locked)
-        if reverted:  # a lock holds against the brush too
+        edit = brush_edit(items, shape, self.state.registry.locked_ids())
+        if edit.reverted:  # a lock holds against the brush too
+            self.labels.data[np.unravel_index(edit.revert_index, shape)] = edit.revert_old
+            self.labels.refresh()
             show_warning("MedSAM: locked objects are not changed by the brush.")
-        if self.session.record_edit(index, old, new, self.label) and self.session.running:
+        recorded = self.session.record_edit(edit.index, edit.old, edit.new, self.label)
+        if recorded and self.session.running:
             self._changed()  # outside a run, the session's change hook did it
 
     # ------------------------------------------------------------ undo / redo
