@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Points, Shapes
 
-from napari_medsam.prompts.voxels import box_on_slice, map_points, points_on_slice
+from napari_medsam.prompts.voxels import (
+    box_on_slice,
+    latest_box,
+    map_points,
+    slice_prompt,
+    slices_of,
+)
 from napari_medsam.session.prompt_history import BOXES, CLICKS
 from napari_medsam.types import SlicePrompt
 
@@ -156,33 +162,23 @@ def draw_slice_prompt(
         boxes.add_rectangles(from_image_zyx(boxes, corners_zyx, image))
 
 
+def boxes_zyx(boxes: Shapes, image: Image) -> list[np.ndarray]:
+    """Every box's (4, 3) corners in ``image``'s data frame, oldest first."""
+    return [to_image_zyx(boxes, corners, image) for corners in boxes.data]
+
+
 def prompt_slices(layer, indices, image: Image) -> set[int]:
     """Image slice indices of the points / shapes ``indices`` of a prompt layer."""
-    zs = set()
-    for index in indices:
-        if isinstance(layer, Points):
-            zs.add(int(np.round(to_image_zyx(layer, layer.data[index], image)[0, 0])))
-        else:
-            found = box_zyx(layer, index, image)
-            if found is not None:
-                zs.add(found[0])
-    return zs
+    rows = [to_image_zyx(layer, layer.data[index], image) for index in indices]
+    if isinstance(layer, Points):
+        return slices_of(points_zyx=rows)
+    return slices_of(boxes_corners_zyx=rows, shape_zyx=image.data.shape)
 
 
 def clicks_on_slice(clicks: Points, image: Image, z: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clicks lying on slice ``z`` of ``image``.
-
-    Returns
-    -------
-    points_yx : np.ndarray
-        (N, 2) float32 (row, col) in the slice's pixel frame.
-    point_labels : np.ndarray
-        (N,) int64, 1 positive, 0 negative.
-    """
-    if len(clicks.data) == 0:
-        return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
-    zyx = to_image_zyx(clicks, clicks.data, image)
-    return points_on_slice(zyx, clicks.features["positive"], image.data.shape, z)
+    """Clicks lying on slice ``z`` of ``image``: (N, 2) float32 (row, col), (N,) labels 1 / 0."""
+    prompt = build_slice_prompt(clicks, None, image, z)
+    return prompt.points_yx, prompt.point_labels
 
 
 def box_zyx(boxes: Shapes, index: int, image: Image) -> tuple[int, np.ndarray] | None:
@@ -195,29 +191,13 @@ def box_zyx(boxes: Shapes, index: int, image: Image) -> tuple[int, np.ndarray] |
 
 def latest_box_on_slice(boxes: Shapes, image: Image, z: int) -> np.ndarray | None:
     """The most recently drawn box on slice ``z`` as (y0, x0, y1, x1), or None."""
-    for index in range(len(boxes.data) - 1, -1, -1):
-        found = box_zyx(boxes, index, image)
-        if found is not None and found[0] == z:
-            return found[1]
-    return None
+    return latest_box(boxes_zyx(boxes, image), image.data.shape, z)
 
 
-def build_slice_prompt(
-    clicks: Points | None,
-    boxes: Shapes | None,
-    image: Image,
-    z: int,
-    prev_logits_lowres: np.ndarray | None = None,
-) -> SlicePrompt:
-    """All clicks and the latest box of the current object on slice ``z``."""
-    if clicks is not None:
-        points_yx, point_labels = clicks_on_slice(clicks, image, z)
-    else:
-        points_yx, point_labels = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
-    box = latest_box_on_slice(boxes, image, z) if boxes is not None else None
-    return SlicePrompt(
-        points_yx=points_yx,
-        point_labels=point_labels,
-        box_yxyx=box,
-        prev_logits_lowres=prev_logits_lowres,
-    )
+def build_slice_prompt(clicks: Points | None, boxes: Shapes | None, image: Image, z: int):
+    """All clicks and the latest box of the current object on slice ``z`` (a SlicePrompt)."""
+    has_clicks = clicks is not None and len(clicks.data) > 0
+    points_zyx = to_image_zyx(clicks, clicks.data, image) if has_clicks else None
+    positive = clicks.features["positive"] if has_clicks else None
+    corners = boxes_zyx(boxes, image) if boxes is not None else []
+    return slice_prompt(points_zyx, positive, corners, image.data.shape, z)

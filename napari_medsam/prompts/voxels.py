@@ -8,9 +8,11 @@ here, the same way for every caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from napari_medsam.types import SlicePrompt
 
 
 def map_points(coords: np.ndarray, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -93,3 +95,65 @@ def box_on_slice(
         return None
     box = np.array([max(y0, 0), max(x0, 0), min(y1, n_y - 1), min(x1, n_x - 1)], dtype=np.float32)
     return z, box
+
+
+def latest_box(
+    boxes_corners_zyx: Sequence[np.ndarray], shape_zyx: tuple[int, ...], z: int
+) -> np.ndarray | None:
+    """The most recently drawn box on slice ``z`` as (y0, x0, y1, x1), or None.
+
+    Parameters
+    ----------
+    boxes_corners_zyx : sequence of np.ndarray
+        Each (4, 3) float corners of one box in the volume's voxel frame, oldest first.
+    shape_zyx : tuple of int
+        The volume's shape.
+    z : int
+    """
+    for corners_zyx in reversed(list(boxes_corners_zyx)):
+        found = box_on_slice(corners_zyx, shape_zyx)
+        if found is not None and found[0] == z:
+            return found[1]
+    return None
+
+
+def slice_prompt(
+    points_zyx: np.ndarray | None,
+    positive: np.ndarray | None,
+    boxes_corners_zyx: Sequence[np.ndarray],
+    shape_zyx: tuple[int, ...],
+    z: int,
+) -> SlicePrompt:
+    """All clicks and the latest box on slice ``z``, as the prompt of that slice.
+
+    Parameters
+    ----------
+    points_zyx : np.ndarray or None
+        (N, 3) float clicks in the volume's voxel frame (None: no clicks layer).
+    positive : np.ndarray or None
+        (N,) bool, True for a positive click.
+    boxes_corners_zyx : sequence of np.ndarray
+        Each (4, 3) float box corners, oldest first (see :func:`latest_box`).
+    shape_zyx : tuple of int
+    z : int
+    """
+    if points_zyx is None or len(points_zyx) == 0:
+        points_yx, point_labels = np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+    else:
+        points_yx, point_labels = points_on_slice(points_zyx, positive, shape_zyx, z)
+    box = latest_box(boxes_corners_zyx, shape_zyx, z)
+    return SlicePrompt(points_yx=points_yx, point_labels=point_labels, box_yxyx=box)
+
+
+def slices_of(
+    points_zyx: Sequence[np.ndarray] = (),
+    boxes_corners_zyx: Sequence[np.ndarray] = (),
+    shape_zyx: tuple[int, ...] = (),
+) -> set[int]:
+    """The slice indices of clicks (rounded z) and boxes (those inside the volume)."""
+    zs = {int(np.round(np.asarray(p, float).reshape(-1)[0])) for p in points_zyx}
+    for corners_zyx in boxes_corners_zyx:
+        found = box_on_slice(corners_zyx, shape_zyx)
+        if found is not None:
+            zs.add(found[0])
+    return zs
