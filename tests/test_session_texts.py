@@ -53,3 +53,9 @@ def test_every_tooltip_is_text():
         texts.ADVANCED_PROPAGATION_TOOLTIPS,
     ):
         assert all(isinstance(tip, str) and tip for tip in table.values())
+
+
+def test_voxel_text_gives_display_voxels_and_without_a_file_grid_only_those():
+    assert texts.voxel_text((1.2, 3.6, 0.0), (4, 5, 6), {}) == "voxel zyx [1 4 0]"
+    assert texts.voxel_text((4.0, 0, 0), (4, 5, 6), {}) is None
+    assert texts.voxel_text((0, -0.7, 0), (4, 5, 6), {}) is None

@@ -8,43 +8,15 @@ napari shows the cursor in world millimetres. The command line takes voxel indic
 
 from __future__ import annotations
 
-import numpy as np
-
-from napari_medsam.io.orientation import zyx_to_file_ijk
-
-_GRID_KEYS = ("ornt", "file_shape")
+from napari_medsam.session import texts
 
 
 def voxel_text(image, position_world) -> str | None:
-    """``"voxel zyx [z y x] · file ijk [i j k]"`` for a world position inside ``image``.
-
-    Parameters
-    ----------
-    image : napari Image
-        The 3D image being segmented (its metadata holds the source grid, if any).
-    position_world : sequence of float
-        The cursor in world coordinates (napari's ``viewer.cursor.position``).
-
-    Returns
-    -------
-    str or None
-        None outside the volume; only the display voxels when the image has no file grid.
-    """
+    """:func:`napari_medsam.session.texts.voxel_text` of a world position in ``image`` (or None)."""
     if image is None or image.ndim != 3 or len(position_world) < 3:
         return None
-    zyx = np.round(np.asarray(image.world_to_data(position_world[-3:]), float)).astype(int)
-    shape = np.asarray(image.data.shape)
-    if np.any(zyx < 0) or np.any(zyx >= shape):
-        return None
-    text = f"voxel zyx [{zyx[0]} {zyx[1]} {zyx[2]}]"
-    meta = image.metadata
-    if all(k in meta for k in _GRID_KEYS):
-        try:
-            i, j, k = (int(v) for v in zyx_to_file_ijk(zyx, meta))
-        except ValueError:
-            return text
-        text += f" · file ijk [{i} {j} {k}]"
-    return text
+    zyx = image.world_to_data(position_world[-3:])
+    return texts.voxel_text(zyx, tuple(image.data.shape), image.metadata)
 
 
 class CursorStatus:

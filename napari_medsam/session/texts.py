@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from napari_medsam.io.orientation import zyx_to_file_ijk
+
 _CLICKS_HELP = (
     "<b>Click</b> on the <i>clicks</i> layer: positive (green). "
     "<b>Shift+click</b>, or tick <i>Negative clicks</i> (key <b>N</b>): negative (red).<br>"
@@ -153,4 +157,38 @@ def slice_result_text(
     text = f"slice {z}: {int(pixels)} px, score {score:.2f}"
     if latency_ms is not None:
         text += f", {latency_ms:.0f} ms" + (" with model load" if with_load else "")
+    return text
+
+
+_GRID_KEYS = ("ornt", "file_shape")
+
+
+def voxel_text(zyx, shape_zyx: tuple[int, ...], metadata) -> str | None:
+    """``"voxel zyx [z y x] · file ijk [i j k]"`` for a position in a volume's voxel frame.
+
+    Parameters
+    ----------
+    zyx : sequence of float
+        (3,) the cursor in the volume's (z, y, x) voxel frame; rounded to a voxel.
+    shape_zyx : tuple of int
+        The volume's shape.
+    metadata : mapping
+        The image's metadata: with the source file's grid (``ornt``, ``file_shape``) the
+        file's own (i, j, k) are added.
+
+    Returns
+    -------
+    str or None
+        None outside the volume; only the display voxels when there is no file grid.
+    """
+    zyx = np.round(np.asarray(zyx, float)).astype(int)
+    if np.any(zyx < 0) or np.any(zyx >= np.asarray(shape_zyx)):
+        return None
+    text = f"voxel zyx [{zyx[0]} {zyx[1]} {zyx[2]}]"
+    if all(k in metadata for k in _GRID_KEYS):
+        try:
+            i, j, k = (int(v) for v in zyx_to_file_ijk(zyx, metadata))
+        except ValueError:
+            return text
+        text += f" · file ijk [{i} {j} {k}]"
     return text
