@@ -76,3 +76,17 @@ def test_health_of_a_closed_scans_saver_is_ignored():
     files, said, lines = _files()
     files.saver_health(SaveHealth(False, "gone", Path("/old.medsam-session")))  # no saver now
     assert said == [] and lines == []
+
+
+def test_save_labels_writes_nifti_and_registers_every_id_with_sidecars(tmp_path):
+    from napari_medsam.session.files import save_labels
+
+    labels = np.zeros(SHAPE, np.uint16)
+    labels[1, 2:4, 2:4] = 5
+    labels[2, 0, 0] = 9
+    registry = LabelRegistry()
+    registry.add("liver", 5)
+    written = save_labels(labels, registry, tmp_path / "out", {"scale": (2.0, 1.0, 1.0)})
+    assert written == tmp_path / "out.nii.gz" and written.is_file()
+    assert 9 in registry and registry.name(5) == "liver"
+    assert LabelRegistry.load_sidecar(written).name(5) == "liver"

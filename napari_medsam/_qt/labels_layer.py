@@ -12,8 +12,6 @@ the layer look like the saved sidecars; its copy in the layer's metadata (key
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap, label_colormap
@@ -83,25 +81,6 @@ class LayerArray:
     def __setitem__(self, key, values) -> None:
         values = np.broadcast_to(np.asarray(values, self.layer.data.dtype), np.shape(key[0]))
         self.layer.data_setitem(key, np.array(values))
-
-
-def save_labels_layer(layer: Labels, registry, path: str | Path) -> Path:
-    """Write ``layer`` as NIfTI on its scan's grid and ``registry``'s sidecars next to it.
-
-    A path without ``.nii`` / ``.nii.gz`` gets ``.nii.gz``. Ids in the volume
-    missing from the registry are registered (TotalSegmentator names) first.
-    The sidecars are written by the npe2 writer, as for napari's own *File > Save*.
-    Returns the NIfTI written.
-    """
-    from napari_medsam.io.napari_writer import write_labels
-
-    path = str(path)
-    if not path.lower().endswith((".nii", ".nii.gz")):
-        path += ".nii.gz"
-    registry.sync_with(layer.data)
-    metadata = {**layer.metadata, LAYER_METADATA_KEY: registry.to_dict()}
-    meta = {"metadata": metadata, "scale": tuple(layer.scale), "name": layer.name}
-    return Path(write_labels(path, np.asarray(layer.data), meta)[0])
 
 
 class RegistryOnLayer:

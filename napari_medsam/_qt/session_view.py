@@ -28,18 +28,14 @@ from qtpy.QtCore import QObject, QTimer
 
 from napari_medsam._qt import dialogs
 from napari_medsam._qt.files import gui_session_files
-from napari_medsam._qt.labels_layer import (
-    LayerArray,
-    RegistryOnLayer,
-    save_labels_layer,
-)
+from napari_medsam._qt.labels_layer import LayerArray, RegistryOnLayer
 from napari_medsam._qt.propagation import PropagationActions
 from napari_medsam._qt.session_controls import Session3DControls
 from napari_medsam._qt.session_prompts import SessionPrompts
 from napari_medsam.session import SessionState, UndoStack
 from napari_medsam.session.annotation import AnnotationSession
 from napari_medsam.session.edits import brush_edit
-from napari_medsam.session.files import scan_path
+from napari_medsam.session.files import save_labels, scan_path
 from napari_medsam.types import SliceMask
 
 
@@ -320,7 +316,9 @@ class Session3D(PropagationActions, ObjectNames, QObject):
         path = path or (dialogs.ask_save_path(self.w) if self.labels is not None else None)
         if not path:
             return None
-        written = save_labels_layer(self.labels, self.state.registry, path)
+        layer = self.labels
+        meta = {"metadata": layer.metadata, "scale": tuple(layer.scale), "name": layer.name}
+        written = save_labels(layer.data, self.state.registry, path, meta)
         self._changed()  # the ids the volume held are registered now
         show_info(f"MedSAM: saved {written.name} and its label names")
         return written

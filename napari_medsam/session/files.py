@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_medsam.session.autosave import Autosaver, SaveHealth
-from napari_medsam.session.labels import LabelRegistry
+from napari_medsam.session.labels import LAYER_METADATA_KEY, LabelRegistry
 from napari_medsam.session.resume import resume_session
 from napari_medsam.session.saved import SessionInfo
 from napari_medsam.session.state import SessionState
@@ -170,3 +170,35 @@ class SessionFiles:
         if self.saver is not None:
             self.saver.close()
             self.saver = None
+
+
+def save_labels(labels_zyx: np.ndarray, registry: LabelRegistry, path, layer_meta: dict) -> Path:
+    """Write labels as NIfTI on the scan's grid and ``registry``'s sidecars next to it.
+
+    Parameters
+    ----------
+    labels_zyx : np.ndarray
+        (Z, Y, X) integer labels.
+    registry : LabelRegistry
+        Ids in the volume it lacks are registered (TotalSegmentator names) first.
+    path : str or Path
+        A path without ``.nii`` / ``.nii.gz`` gets ``.nii.gz``.
+    layer_meta : dict
+        ``metadata`` (the scan's grid, as the reader put it), ``scale`` and ``name`` of
+        the labels (layer); the sidecars are written by the npe2 writer, as for
+        napari's own *File > Save*.
+
+    Returns
+    -------
+    Path
+        The NIfTI written.
+    """
+    from napari_medsam.io.napari_writer import write_labels
+
+    path = str(path)
+    if not path.lower().endswith((".nii", ".nii.gz")):
+        path += ".nii.gz"
+    registry.sync_with(labels_zyx)
+    metadata = {**layer_meta.get("metadata", {}), LAYER_METADATA_KEY: registry.to_dict()}
+    meta = {**layer_meta, "metadata": metadata}
+    return Path(write_labels(path, np.asarray(labels_zyx), meta)[0])
