@@ -15,36 +15,13 @@ reaches the widget. Errors of the current job become the :attr:`JobRunner.failed
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
 
 from qtpy.QtCore import QObject, Signal, Slot
 from superqt.utils import create_worker
 
-from napari_medsam.types import Progress
+from napari_medsam.tasks.ledger import JobLedger, Task, drive
 
 logger = logging.getLogger(__name__)
-
-#: ``task()`` returns the generator to run on the worker thread. Tasks never see a
-#: job id: the runner pairs ids with what a worker yields (:class:`_JobRelay`).
-Task = Callable[[], Iterator[object]]
-
-
-class _Failure:
-    """Carries a job's exception to the GUI thread as a yielded item."""
-
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-def _drive(task: Task) -> Iterator[object]:
-    # create_worker needs a generator function; the task builds its own generator.
-    # Exceptions travel as items: superqt treats a RuntimeError escaping the
-    # generator as "worker deleted" and only warns, and torch raises RuntimeError.
-    try:
-        yield from task()
-    except Exception as exc:  # noqa: BLE001 - every failure must reach the user
-        yield _Failure(exc)
-
 
 class _JobRelay(QObject):
     """Lives on the GUI thread and tags one worker's signals with its job id.
@@ -95,15 +72,19 @@ class JobRunner(QObject):
     def __init__(self, name: str = "job", parent: QObject | None = None):
         super().__init__(parent)
         self.name = name
-        self._job_id = 0
+        self.ledger = JobLedger(name)  # which job is current, and what its items are
         self._worker = None
         self._relays: set[_JobRelay] = set()
-        self.dropped = 0  # items of superseded jobs that were thrown away
 
     @property
     def job_id(self) -> int:
         """Id of the latest submitted job (0 before the first)."""
-        return self._job_id
+        return self.ledger.job_id
+
+    @property
+    def dropped(self) -> int:
+        """Items of superseded jobs that were thrown away."""
+        return self.ledger.dropped
 
     @property
     def busy(self) -> bool:
@@ -112,7 +93,7 @@ class JobRunner(QObject):
 
     def is_current(self, job_id: int) -> bool:
         """Whether ``job_id`` is the latest job (its results may be applied)."""
-        return job_id == self._job_id
+        return self.ledger.is_current(job_id)
 
     def submit(self, task: Task) -> int:
         """Stop the running job (if any) and start ``task`` with a new job id.
@@ -128,11 +109,10 @@ class JobRunner(QObject):
             The new job id.
         """
         self._stop_current()
-        self._job_id += 1
-        job_id = self._job_id
+        job_id = self.ledger.next_job()
         relay = _JobRelay(self, job_id)
         self._relays.add(relay)
-        worker = create_worker(_drive, task, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(drive, task, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(relay.on_yielded)
         worker.errored.connect(relay.on_errored)
         worker.finished.connect(relay.on_finished)
@@ -145,32 +125,25 @@ class JobRunner(QObject):
         """Stop the running job; whatever it still yields is dropped."""
         had_job = self._worker is not None
         self._stop_current()
-        self._job_id += 1
+        job_id = self.ledger.next_job()
         if had_job:
-            self.finished.emit(self._job_id)
+            self.finished.emit(job_id)
 
     def _stop_current(self) -> None:
         if self._worker is not None:
-            logger.debug("%s: superseding job %d", self.name, self._job_id)
+            logger.debug("%s: superseding job %d", self.name, self.job_id)
             self._worker.quit()
             self._worker = None
 
     def _on_yielded(self, job_id: int, item: object) -> None:
-        if not self.is_current(job_id):
-            self.dropped += 1
-            if isinstance(item, _Failure):
-                logger.debug("%s: stale job %d failed: %s", self.name, job_id, item.exc)
-            else:
-                logger.debug(
-                    "%s: dropped %s of stale job %d", self.name, type(item).__name__, job_id
-                )
-            return
-        if isinstance(item, _Failure):
-            self._on_errored(job_id, item.exc)
-        elif isinstance(item, Progress):
-            self.progress.emit(item)
+        routed = self.ledger.route(job_id, item)
+        if routed is None:
+            return  # a superseded job's
+        kind, payload = routed
+        if kind == "failed":
+            self._on_errored(job_id, payload)
         else:
-            self.result.emit(item)
+            getattr(self, kind).emit(payload)  # progress or result
 
     def _on_errored(self, job_id: int, exc: object) -> None:
         if not self.is_current(job_id):

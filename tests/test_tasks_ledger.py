@@ -1,0 +1,29 @@
+"""Which job is current and what its items are: the runner's bookkeeping, without threads."""
+
+from napari_medsam.tasks.ledger import Failure, JobLedger, drive
+from napari_medsam.types import Progress
+
+
+def test_only_the_latest_jobs_items_get_through_as_what_they_are():
+    ledger = JobLedger("test")
+    first = ledger.next_job()
+    progress = Progress(1, 3, "slice 1")
+    assert ledger.route(first, progress) == ("progress", progress)
+    assert ledger.route(first, "mask") == ("result", "mask")
+    second = ledger.next_job()
+    assert (first, second) == (1, 2) and ledger.is_current(2) and not ledger.is_current(1)
+    assert ledger.route(first, "late mask") is None
+    assert ledger.route(first, Failure(RuntimeError("late"))) is None
+    assert ledger.dropped == 2
+    error = ValueError("bad checkpoint")
+    assert ledger.route(second, Failure(error)) == ("failed", error)
+
+
+def test_drive_turns_an_exception_into_a_failure_item():
+    def task():
+        yield 1
+        raise RuntimeError("CUDA out of memory")
+
+    items = list(drive(task))
+    assert items[0] == 1 and isinstance(items[1], Failure)
+    assert str(items[1].exc) == "CUDA out of memory"
