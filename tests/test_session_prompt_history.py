@@ -4,6 +4,7 @@ import numpy as np
 
 from napari_medsam.session import SessionState
 from napari_medsam.session.prompt_history import (
+    BOXES,
     CLICKS,
     LABEL_KEY,
     ROWS_KEY,
@@ -13,6 +14,7 @@ from napari_medsam.session.prompt_history import (
     replay_stored_prompts,
     rows_matching,
     rows_to_replay,
+    saved_prompt_rows,
 )
 from napari_medsam.types import SlicePrompt
 
@@ -68,3 +70,17 @@ def test_replay_undoes_and_redoes_rows_and_stored_prompts():
     assert state.get_prompt(4, 1) is None and list(logits) == [(4, 2)]  # stale logits dropped
     replay_stored_prompts(extra, False, state, logits)
     np.testing.assert_allclose(state.get_prompt(4, 1).points_yx, [[2, 3]])
+
+
+def test_saved_prompts_become_rows_in_the_image_frame():
+    prompts = {
+        4: SlicePrompt(np.array([[2.0, 3.0]], np.float32), np.array([0]), np.array([1, 2, 5, 6])),
+        1: SlicePrompt(np.array([[7.0, 8.0], [1.0, 1.0]], np.float32), np.array([1, 1]), None),
+    }
+    rows = saved_prompt_rows(prompts)
+    assert [(r.layer, r.positive) for r in rows] == [
+        (CLICKS, True), (CLICKS, True), (CLICKS, False), (BOXES, True)
+    ]
+    assert rows[0].data.tolist() == [1, 7, 8] and rows[2].data.tolist() == [4, 2, 3]
+    assert rows[3].data.tolist() == [[4, 1, 2], [4, 1, 6], [4, 5, 6], [4, 5, 2]]
+    assert rows[3].shape_type == "rectangle"

@@ -18,7 +18,6 @@ from napari_medsam.prompts.voxels import (
     slices_of,
 )
 from napari_medsam.session.prompt_history import BOXES, CLICKS
-from napari_medsam.types import SlicePrompt
 
 CLICKS_NAME = CLICKS
 BOXES_NAME = BOXES
@@ -129,37 +128,6 @@ def from_image_zyx(layer, coords_zyx: np.ndarray, image: Image) -> np.ndarray:
     """
     coords_zyx = np.atleast_2d(np.asarray(coords_zyx, dtype=float))
     return map_points(coords_zyx, lambda p: layer.world_to_data(image.data_to_world(p)))
-
-
-def draw_slice_prompt(
-    clicks: Points, boxes: Shapes, image: Image, z: int, prompt: SlicePrompt
-) -> None:
-    """Add a slice's saved clicks and box to the prompt layers (emits their data events).
-
-    Parameters
-    ----------
-    clicks, boxes : Points, Shapes
-        The prompt layers (any scale / translate; coordinates go through world space).
-    image : Image
-        The image the prompt's slice belongs to.
-    z : int
-        The slice index in ``image``'s data frame.
-    prompt : SlicePrompt
-        Points (row, col) on the slice, labels 1 / 0, box (y0, x0, y1, x1) inclusive corners.
-    """
-    points_yx = np.asarray(prompt.points_yx, float).reshape(-1, 2)
-    positive = np.asarray(prompt.point_labels).reshape(-1) > 0
-    default = bool(clicks.feature_defaults["positive"].iloc[0])
-    try:
-        for point_yx, is_positive in zip(points_yx, positive, strict=True):
-            clicks.feature_defaults["positive"] = bool(is_positive)
-            clicks.add(from_image_zyx(clicks, [(z, *point_yx)], image))
-    finally:
-        clicks.feature_defaults["positive"] = default
-    if prompt.box_yxyx is not None:
-        y0, x0, y1, x1 = (float(v) for v in prompt.box_yxyx)
-        corners_zyx = [(z, y0, x0), (z, y0, x1), (z, y1, x1), (z, y1, x0)]
-        boxes.add_rectangles(from_image_zyx(boxes, corners_zyx, image))
 
 
 def boxes_zyx(boxes: Shapes, image: Image) -> list[np.ndarray]:

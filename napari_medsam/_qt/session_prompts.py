@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from napari_medsam.session.prompt_history import (
     PromptRow,
     rows_matching,
     rows_to_replay,
+    saved_prompt_rows,
 )
 from napari_medsam.types import SlicePrompt
 
@@ -69,14 +71,12 @@ def add_rows(layer, rows: Iterable[PromptRow]) -> None:
 
 def draw_session_prompts(clicks, boxes, image, prompts_by_z: Mapping[int, SlicePrompt]) -> None:
     """Replace the prompt layers' rows by one object's saved prompts (``z -> SlicePrompt``)."""
-    if len(clicks.data):
-        clicks.remove(list(range(len(clicks.data))))
-    if len(boxes.data):
-        boxes.remove(list(range(len(boxes.data))))
-    for z, prompt in sorted(prompts_by_z.items()):
-        wl.draw_slice_prompt(clicks, boxes, image, z, prompt)
-    clicks.selected_data = set()
-    boxes.selected_data = set()
+    for layer in (clicks, boxes):
+        if len(layer.data):
+            layer.remove(list(range(len(layer.data))))
+        rows = [r for r in saved_prompt_rows(prompts_by_z) if r.layer == layer.name]
+        to_layer = lambda zyx: wl.from_image_zyx(layer, zyx, image).reshape(zyx.shape)  # noqa: E731
+        add_rows(layer, [replace(r, data=to_layer(r.data)) for r in rows])
 
 
 class SessionPrompts:

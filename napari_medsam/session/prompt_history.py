@@ -136,3 +136,31 @@ def replay_stored_prompts(
         else:
             state.set_prompt(label, z, prompt)
         logits.pop((label, z), None)
+
+
+def saved_prompt_rows(prompts_by_z: Mapping[int, SlicePrompt]) -> list[PromptRow]:
+    """One object's saved prompts as layer rows, in the image's (z, y, x) voxel frame.
+
+    Parameters
+    ----------
+    prompts_by_z : mapping of int to SlicePrompt
+        ``z -> prompt``: points (row, col) with labels 1 / 0, box (y0, x0, y1, x1)
+        inclusive corners.
+
+    Returns
+    -------
+    list of PromptRow
+        By slice: its clicks ((3,) zyx each, with their sign), then its box as a
+        rectangle ((4, 3) zyx corners). A GUI maps ``data`` to its layers' frames.
+    """
+    rows = []
+    for z, prompt in sorted(prompts_by_z.items()):
+        points_yx = np.asarray(prompt.points_yx, float).reshape(-1, 2)
+        positive = np.asarray(prompt.point_labels).reshape(-1) > 0
+        for (y, x), is_positive in zip(points_yx, positive, strict=True):
+            rows.append(PromptRow(CLICKS, np.array([z, y, x], float), bool(is_positive)))
+        if prompt.box_yxyx is not None:
+            y0, x0, y1, x1 = (float(v) for v in prompt.box_yxyx)
+            corners_zyx = [(z, y0, x0), (z, y0, x1), (z, y1, x1), (z, y1, x0)]
+            rows.append(PromptRow(BOXES, np.array(corners_zyx, float)))
+    return rows
