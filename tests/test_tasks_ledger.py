@@ -1,6 +1,6 @@
 """Which job is current and what its items are: the runner's bookkeeping, without threads."""
 
-from napari_medsam.tasks.ledger import Failure, JobLedger, drive
+from napari_medsam.tasks.ledger import Failure, JobLedger, LatencyClock, drive
 from napari_medsam.types import Progress
 
 
@@ -27,3 +27,17 @@ def test_drive_turns_an_exception_into_a_failure_item():
     items = list(drive(task))
     assert items[0] == 1 and isinstance(items[1], Failure)
     assert str(items[1].exc) == "CUDA out of memory"
+
+
+def test_latency_counts_only_the_current_prompts_job():
+    now = [10.0]
+    clock = LatencyClock(lambda: now[0])
+    clock.start(1)
+    clock.start(2, with_load=True)  # supersedes job 1: its time is gone
+    now[0] = 10.25
+    assert clock.stop(1) is None
+    assert clock.stop(2) == (250.0, True) and clock.last_ms == 250.0
+    assert clock.stop(2) is None  # a propagated slice of the same job is not timed again
+    clock.start(3)
+    clock.forget(3)
+    assert clock.stop(3) is None and clock.last_ms == 250.0

@@ -8,7 +8,6 @@ Thin by design: prompt geometry lives in ``prompt_layers``, painting in
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import napari
@@ -34,6 +33,7 @@ from napari_medsam.tasks.engine_holder import EngineHolder, ready_text
 from napari_medsam.session import texts
 from napari_medsam.session.requests import request_task
 from napari_medsam.tasks.jobs import EngineLoaded, load_job
+from napari_medsam.tasks.ledger import LatencyClock
 from napari_medsam.types import DirectionEnd, Progress, SliceMask
 
 logger = logging.getLogger(__name__)
@@ -61,9 +61,8 @@ class MedSamWidget(QWidget):
         self.prefetch = Prefetcher(self)  # neighbours embedded while the user pauses
         self.image = None  # the napari Image layer being segmented
         self.labels = None
-        self._submitted_at: dict[int, tuple[float, bool]] = {}  # job -> (time, loads model)
+        self.latency = LatencyClock()  # click to paint, of the current prompt's job
         self._ignore_layer_events = False
-        self.last_latency_ms: float | None = None
         self._removed_zs: set[int] = set()
 
         self.controls = Controls(self)
@@ -206,6 +205,11 @@ class MedSamWidget(QWidget):
         return IntensityWindow(lo, hi)
 
     @property
+    def last_latency_ms(self) -> float | None:
+        """Click-to-paint time of the latest prompt's result, in ms (None before one)."""
+        return self.latency.last_ms
+
+    @property
     def _logits(self) -> dict[tuple[int, int], np.ndarray]:
         """``(label, z) -> low-res logits`` of the session, fed back to the next prompt."""
         return self.session3d.session.logits
@@ -295,9 +299,7 @@ class MedSamWidget(QWidget):
         task = request_task(self.holder, self.image.data, window, request, key)
         self.prefetch.cancel()  # the prompt goes first
         job_id = self.segment_runner.submit(task)
-        # only the current job can still paint: a superseded job's entry would stay forever
-        self._submitted_at.clear()
-        self._submitted_at[job_id] = (time.perf_counter(), self.engine is None)
+        self.latency.start(job_id, with_load=self.engine is None)
         return job_id
 
     def embed_nearby(self) -> int | None:
@@ -316,11 +318,8 @@ class MedSamWidget(QWidget):
             return
         if not self.session3d.paint_result(result):
             return  # painted: the session keeps its logits for the next prompt there
-        submitted = self._submitted_at.pop(self.segment_runner.job_id, None)
-        latency, with_load = None, False
-        if submitted is not None:  # a prompt's result (not a propagated slice)
-            started, with_load = submitted
-            latency = self.last_latency_ms = (time.perf_counter() - started) * 1000.0
+        latency, with_load = self.latency.stop(self.segment_runner.job_id) or (None, False)
+        if latency is not None:  # a prompt's result (not a propagated slice)
             self.prefetch.schedule(result.z)
         pixels = int(result.mask_yx.sum())
         text = texts.slice_result_text(result.z, pixels, result.score, latency, with_load)
@@ -351,7 +350,7 @@ class MedSamWidget(QWidget):
         self._update_status("checkpoint not loaded")
 
     def _on_job_finished(self, job_id: int) -> None:
-        self._submitted_at.pop(job_id, None)  # ended without painting (failed, locked, empty)
+        self.latency.forget(job_id)  # ended without painting (failed, locked, empty)
         if not (self.segment_runner.busy or self.model_runner.busy):
             self.controls.hide_progress()
         if self.engine is not None:

@@ -9,6 +9,7 @@ a result or a failure. Tasks never see a job id: the ledger pairs ids with items
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 from napari_medsam.types import Progress
@@ -79,3 +80,34 @@ class JobLedger:
         if isinstance(item, Progress):
             return "progress", item
         return "result", item
+
+
+class LatencyClock:
+    """Click-to-paint time of the current prompt's job (a superseded job never paints).
+
+    Parameters
+    ----------
+    clock : callable
+        Seconds, monotonic (default :func:`time.perf_counter`; tests pass their own).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._started: dict[int, tuple[float, bool]] = {}  # job -> (time, loads the model)
+        self.last_ms: float | None = None  # the latest painted prompt's latency
+
+    def start(self, job_id: int, with_load: bool = False) -> None:
+        """A prompt's job was submitted (``with_load``: it loads the model first)."""
+        self._started = {job_id: (self._clock(), bool(with_load))}  # earlier ones can't paint
+
+    def stop(self, job_id: int) -> tuple[float, bool] | None:
+        """Job ``job_id`` painted: ``(latency ms, with model load)``, or None if not timed."""
+        started = self._started.pop(job_id, None)
+        if started is None:
+            return None
+        self.last_ms = (self._clock() - started[0]) * 1000.0
+        return self.last_ms, started[1]
+
+    def forget(self, job_id: int) -> None:
+        """Job ``job_id`` ended without painting (failed, locked, empty)."""
+        self._started.pop(job_id, None)
