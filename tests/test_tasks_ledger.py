@@ -39,5 +39,7 @@ def test_latency_counts_only_the_current_prompts_job():
     assert clock.stop(2) == (250.0, True) and clock.last_ms == 250.0
     assert clock.stop(2) is None  # a propagated slice of the same job is not timed again
     clock.start(3)
+    assert clock.pending
     clock.forget(3)
+    assert not clock.pending
     assert clock.stop(3) is None and clock.last_ms == 250.0

@@ -239,7 +239,7 @@ def test_a_restored_session_redraws_its_prompts(make_napari_viewer, qtbot, phant
         np.testing.assert_allclose(prompt.points_yx, saved[z].points_yx, atol=1e-5)
         np.testing.assert_array_equal(prompt.point_labels, saved[z].point_labels)
     qtbot.wait(100)
-    assert not widget2.segment_runner.busy and not widget2._submitted_at  # nothing segmented
+    assert not widget2.segment_runner.busy and not widget2.latency.pending  # nothing segmented
     assert s3.undo_stack.undo_names == []
 
 

@@ -164,7 +164,7 @@ _GRID_KEYS = ("ornt", "file_shape")
 
 
 def voxel_text(zyx, shape_zyx: tuple[int, ...], metadata) -> str | None:
-    """``"voxel zyx [z y x] · file ijk [i j k]"`` for a position in a volume's voxel frame.
+    """``"voxel zyx [z y x] \u00b7 file ijk [i j k]"`` for a position in a volume's voxel frame.
 
     Parameters
     ----------
@@ -190,5 +190,5 @@ def voxel_text(zyx, shape_zyx: tuple[int, ...], metadata) -> str | None:
             i, j, k = (int(v) for v in zyx_to_file_ijk(zyx, metadata))
         except ValueError:
             return text
-        text += f" · file ijk [{i} {j} {k}]"
+        text += f" \u00b7 file ijk [{i} {j} {k}]"  # a middle dot (the package is ASCII)
     return text

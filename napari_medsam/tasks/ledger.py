@@ -108,6 +108,11 @@ class LatencyClock:
         self.last_ms = (self._clock() - started[0]) * 1000.0
         return self.last_ms, started[1]
 
+    @property
+    def pending(self) -> bool:
+        """Whether a prompt's job is timed and has not painted yet."""
+        return bool(self._started)
+
     def forget(self, job_id: int) -> None:
         """Job ``job_id`` ended without painting (failed, locked, empty)."""
         self._started.pop(job_id, None)
