@@ -27,9 +27,12 @@ from napari_medsam.prompts.intensity import IntensityWindow
 from napari_medsam.types import SlicePrompt
 
 
-def _timed(fn, repeats: int) -> float:
+def _timed(fn, repeats: int, before=None) -> float:
+    """Median ms of ``fn()`` over ``repeats``; ``before()`` runs untimed ahead of each."""
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -49,7 +52,8 @@ def main() -> None:
     z = image.shape[0] // 2
     slice_yx = IntensityWindow.from_level_width(40, 400).apply(image[z])
     engine = load_engine(None, device="cpu")
-    engine.zoom_in = True  # the crop figures; off by default in the app
+    engine.warm_up()  # as the app before "ready": no conversion left in the figures
+    engine.zoom_in = True  # the crop figures (the default; a big organ does not zoom)
     ids, counts = np.unique(labels[z][labels[z] > 0], return_counts=True)
     big, small = int(ids[np.argmax(counts)]), int(ids[np.argmin(counts)])
 
@@ -68,11 +72,12 @@ def main() -> None:
     engine.predict(slice_yx, small_prompt, "s")  # embeds the crop
     cached_crop = _timed(lambda: engine.predict(slice_yx, small_prompt, "s"), args.repeats)
 
-    def fresh_crop():
-        engine.cache.clear()  # the slice embedding is not needed on the zoomed path
-        engine.predict(slice_yx, small_prompt, "s")
+    def only_the_slice_cached():
+        engine.cache.clear()  # the crop's embedding goes; the slice's, as in the app, stays
+        engine.embed(slice_yx, "s")
 
-    new_crop = _timed(fresh_crop, max(3, args.repeats // 3))
+    new_crop = _timed(lambda: engine.predict(slice_yx, small_prompt, "s"),
+                      max(3, args.repeats // 3), before=only_the_slice_cached)  # fmt: skip
     out = {"cached_full_ms": round(cached_full, 1), "cached_crop_ms": round(cached_crop, 1),
            "new_crop_ms": round(new_crop, 1), "engine": engine.name,
            "labels": {"big": big, "small": small}, "threads": args.threads}

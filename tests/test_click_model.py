@@ -95,6 +95,14 @@ def test_crop_frame_round_trip_and_paste():
     assert edge[0] == 0 and edge[3] == hw[1]
     assert np.array_equal(zoom.keep_or_new_crop(crop, region + [2, 2, 2, 2], hw), crop)
     assert not np.array_equal(zoom.keep_or_new_crop(crop, region + 60, hw), crop)
+    # the region from a low-res mask covers each low-res pixel's footprint, and the clicks
+    lowres = np.zeros((256, 256), bool)
+    lowres[10:20, 30:40] = True
+    np.testing.assert_array_equal(zoom.lowres_region_yxyx(lowres, np.zeros((0, 2)), (512, 512)),
+                                  [20, 60, 39, 79])  # fmt: skip
+    with_click = zoom.lowres_region_yxyx(lowres, np.array([[100.0, 5.0]]), (512, 512))
+    np.testing.assert_array_equal(with_click, [20, 5, 100, 79])
+    assert zoom.lowres_region_yxyx(np.zeros((256, 256), bool), np.zeros((0, 2)), (512, 512)) is None
     # only small objects zoom: a crop over 0.4 of the slice side stays on the whole slice
     assert zoom.worth_zooming(np.array([0, 0, 200, 200]), (512, 512))
     assert not zoom.worth_zooming(np.array([0, 0, 210, 210]), (512, 512))

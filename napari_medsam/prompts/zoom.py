@@ -43,6 +43,32 @@ def region_yxyx(mask_yx: np.ndarray | None, points_yx: np.ndarray) -> np.ndarray
     return np.array([arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max()])
 
 
+def lowres_region_yxyx(
+    mask_lowres: np.ndarray, points_yx: np.ndarray, hw: tuple[int, int]
+) -> np.ndarray | None:
+    """As :func:`region_yxyx` for an (S, S) low-res mask stretched over an (H, W) slice.
+
+    Each low-res pixel's whole footprint on the slice counts, so the region holds the
+    upsampled mask; it costs nothing like upsampling the mask first (which, at 512 x 512,
+    took longer than the decoder).
+    """
+    region = region_yxyx(mask_lowres, np.zeros((0, 2)))
+    if region is not None:
+        side_y, side_x = mask_lowres.shape
+        sy, sx = hw[0] / side_y, hw[1] / side_x
+        region = np.array([np.floor(region[0] * sy), np.floor(region[1] * sx),
+                           np.ceil((region[2] + 1) * sy) - 1, np.ceil((region[3] + 1) * sx) - 1])
+        region = np.minimum(region, [hw[0] - 1, hw[1] - 1, hw[0] - 1, hw[1] - 1])
+    return region_yxyx(None, points_yx) if region is None else _with_points(region, points_yx)
+
+
+def _with_points(region: np.ndarray, points_yx: np.ndarray) -> np.ndarray:
+    pts = region_yxyx(None, points_yx)
+    if pts is None:
+        return region
+    return np.concatenate([np.minimum(region[:2], pts[:2]), np.maximum(region[2:], pts[2:])])
+
+
 def crop_around(
     region: np.ndarray,
     hw: tuple[int, int],

@@ -222,11 +222,8 @@ class ClickEngine(SamEngine):
         never grow past the crop). None when the crop would gain no resolution.
         """
         hw = image.shape
-        prev_full = lowres_logits_to_slice(
-            prompt.prev_logits_lowres, hw, self.image_size, RESIZE_STRETCH
-        )
-        slice_full = lowres_logits_to_slice(slice_lowres, hw, self.image_size, RESIZE_STRETCH)
-        region = zoom.region_yxyx((prev_full > 0) | (slice_full > 0), prompt.points_yx)
+        either_lowres = (np.asarray(prompt.prev_logits_lowres) > 0) | (slice_lowres > 0)
+        region = zoom.lowres_region_yxyx(either_lowres, prompt.points_yx, hw)
         if region is None:
             return None
         if prompt.box_yxyx is not None:
@@ -236,7 +233,8 @@ class ClickEngine(SamEngine):
             state = self._zoom_state.get(cache_key)
         crop = zoom.keep_or_new_crop(None if state is None else state[0], region, hw)
         if not zoom.worth_zooming(crop, hw):
-            return None
+            return None  # decided at low res: a large object costs no upsampling here
+        slice_full = lowres_logits_to_slice(slice_lowres, hw, self.image_size, RESIZE_STRETCH)
         y0, x0, y1, x1 = (int(v) for v in crop)
         crop_image = np.ascontiguousarray(image[y0:y1, x0:x1])
         crop_key = None if cache_key is None else (cache_key, "zoom", y0, x0, y1, x1)
