@@ -245,6 +245,21 @@ def test_zoomed_correction_predicts_on_a_cached_crop_and_pastes_back(engines):
         n = default.cache_info().entries
         default.predict(slice_yx, prompt, "z")  # the crop stays and its embedding is cached
         assert default.cache_info().entries == n
+        # a correction that continues from the zoomed mask, inside the kept crop: one decoder
+        # pass (the crop), and outside the crop the last prediction stays
+        again = default.predict(slice_yx, prompt, "z")
+        decodes = []
+        original = default._decode_clicks
+        default._decode_clicks = lambda *a: decodes.append(1) or original(*a)
+        try:
+            follow = SlicePrompt(points_yx=np.concatenate([click, click + 1]),
+                                 point_labels=np.array([1, 1]),
+                                 prev_logits_lowres=again.logits_lowres)  # fmt: skip
+            third = default.predict(slice_yx, follow, "z")
+        finally:
+            del default._decode_clicks
+        assert len(decodes) == 1
+        assert np.array_equal(third.mask_yx[outside], again.mask_yx[outside])
     finally:
         default.zoom_in = False
 

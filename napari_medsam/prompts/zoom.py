@@ -107,6 +107,14 @@ def contains(crop_yxyx: np.ndarray, region: np.ndarray, margin: float = 2.0) -> 
     )
 
 
+def touches_inner_edge(mask_hw: np.ndarray, crop_yxyx: np.ndarray, hw: tuple[int, int]) -> bool:
+    """Whether an (h, w) crop mask reaches a crop edge that is not the slice's own edge."""
+    y0, x0, y1, x1 = (int(v) for v in crop_yxyx)
+    edges = [(y0 > 0, mask_hw[0, :]), (y1 < hw[0], mask_hw[-1, :]),
+             (x0 > 0, mask_hw[:, 0]), (x1 < hw[1], mask_hw[:, -1])]  # fmt: skip
+    return any(inner and bool(line.any()) for inner, line in edges)
+
+
 def keep_or_new_crop(
     previous: np.ndarray | None, region: np.ndarray, hw: tuple[int, int]
 ) -> np.ndarray:

@@ -118,8 +118,8 @@ class ClickEngine(SamEngine):
             self.click_decoder_backend.prepare(wait=False)  # ready before the first click
         self.zoom_in = bool(zoom_in) and self.spec.resize == RESIZE_STRETCH
         self._zoom_lock = threading.Lock()
-        # cache key -> (crop, returned full-frame logits, crop-frame logits)
-        self._zoom_state: dict[Hashable, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # cache key -> (crop, returned low-res logits, crop-frame logits, returned (H, W) logits)
+        self._zoom_state: dict[Hashable, tuple[np.ndarray, ...]] = {}
 
     @property
     def click_backend(self) -> str:
@@ -176,6 +176,10 @@ class ClickEngine(SamEngine):
             return super().predict(image_yx, prompt, cache_key)  # a box alone, or empty
         image = as_slice_yx(image_yx)
         hw = image.shape
+        if self.zoom_in and prompt.prev_logits_lowres is not None:
+            kept = self._predict_in_kept_crop(image, prompt, cache_key)
+            if kept is not None:
+                return kept
         logits, score = self._decode_clicks(self._embedding(image, cache_key), prompt, hw)
         if self.zoom_in and prompt.prev_logits_lowres is not None:
             zoomed = self._predict_zoomed(image, prompt, cache_key, logits)
@@ -235,6 +239,38 @@ class ClickEngine(SamEngine):
         if not zoom.worth_zooming(crop, hw):
             return None  # decided at low res: a large object costs no upsampling here
         slice_full = lowres_logits_to_slice(slice_lowres, hw, self.image_size, RESIZE_STRETCH)
+        crop_logits, crop_up, score = self._decode_crop(image, prompt, crop, cache_key)
+        return self._pasted(crop, crop_logits, crop_up, slice_full, cache_key, score)
+
+    def _predict_in_kept_crop(
+        self, image: np.ndarray, prompt: SlicePrompt, cache_key: Hashable | None
+    ) -> SlicePrediction | None:
+        """A correction inside the crop of this slice's last zoomed prediction, or None.
+
+        When the prompt continues from that prediction, the crop is kept for the previous
+        mask and the clicks, and the crop's new mask stays off the crop's edges, the whole
+        slice is not decoded again: outside the crop the last prediction stays (one decoder
+        pass instead of two). Otherwise None, and the full zoomed path runs.
+        """
+        with self._zoom_lock:
+            state = self._zoom_state.get(cache_key) if cache_key is not None else None
+        if state is None or not np.array_equal(state[1], prompt.prev_logits_lowres):
+            return None
+        hw = image.shape
+        region = zoom.lowres_region_yxyx(np.asarray(prompt.prev_logits_lowres) > 0, prompt.points_yx, hw)
+        if region is None or prompt.box_yxyx is not None:
+            return None
+        crop = state[0]
+        if not np.array_equal(zoom.keep_or_new_crop(crop, region, hw), crop):
+            return None
+        crop_logits, crop_up, score = self._decode_crop(image, prompt, crop, cache_key)
+        if zoom.touches_inner_edge(crop_up > 0, crop, hw):
+            return None  # the object may reach past the crop: the whole slice decides
+        return self._pasted(crop, crop_logits, crop_up, state[3], cache_key, score)
+
+    def _decode_crop(self, image, prompt: SlicePrompt, crop, cache_key) -> tuple:
+        """(S, S) crop logits, (h, w) crop logits on the slice's pixels, score."""
+        hw = image.shape
         y0, x0, y1, x1 = (int(v) for v in crop)
         crop_image = np.ascontiguousarray(image[y0:y1, x0:x1])
         crop_key = None if cache_key is None else (cache_key, "zoom", y0, x0, y1, x1)
@@ -249,12 +285,16 @@ class ClickEngine(SamEngine):
             self._embedding(crop_image, crop_key), crop_prompt, crop_hw
         )
         crop_up = lowres_logits_to_slice(crop_logits, crop_hw, self.image_size, RESIZE_STRETCH)
-        full_logits = zoom.paste_crop(crop_up, crop, hw, slice_full)  # outside: the slice's
+        return crop_logits, crop_up, score
+
+    def _pasted(self, crop, crop_logits, crop_up, outside_full, cache_key, score) -> SlicePrediction:
+        """The crop's logits pasted into ``outside_full`` (H, W); the zoom state kept."""
+        full_logits = zoom.paste_crop(crop_up, crop, outside_full.shape, outside_full)
         side = self.lowres_side
         lowres_full = resize_bilinear(full_logits, (side, side)).astype(np.float32)
         if cache_key is not None:
             with self._zoom_lock:
-                self._zoom_state[cache_key] = (crop, lowres_full, crop_logits)
+                self._zoom_state[cache_key] = (crop, lowres_full, crop_logits, full_logits)
         return SlicePrediction(mask_yx=full_logits > 0, logits_lowres=lowres_full, score=score)
 
     def clear_cache(self) -> None:
